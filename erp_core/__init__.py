@@ -1,0 +1,1 @@
+"""erpx ERP transaction core."""

@@ -1,0 +1,79 @@
+"""Line pricing from the customer's tier price list, with quantity breaks and approval rules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+
+from erp_core.domain.errors import InvalidValue
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class PriceBreak:
+    """Unit price for orders of at least ``min_quantity`` units."""
+
+    min_quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class PriceDecision:
+    list_price: Decimal
+    tier_price: Decimal
+    unit_price: Decimal
+    discount_pct: Decimal
+    """Discount of the unit price against the tier price, in percent (0 when on the list)."""
+    needs_approval: bool
+    source: str
+    """``price_list`` when the tier price applies, ``override`` when the caller set a price."""
+
+
+def tier_unit_price(list_price: Decimal, breaks: Sequence[PriceBreak], quantity: int) -> Decimal:
+    """The price-list price for ``quantity``: the best break the quantity reaches, else list."""
+    if quantity <= 0:
+        raise InvalidValue("quantity", quantity, "must be > 0")
+    reached = [b for b in breaks if b.min_quantity <= quantity]
+    if not reached:
+        return list_price
+    return max(reached, key=lambda b: b.min_quantity).unit_price
+
+
+def decide_price(
+    *,
+    list_price: Decimal,
+    breaks: Sequence[PriceBreak],
+    quantity: int,
+    requested_unit_price: Decimal | None,
+    approval_threshold_pct: Decimal,
+) -> PriceDecision:
+    """Price one line; a requested price below tier price by more than the threshold needs an
+    approval before the line may ship."""
+    tier_price = tier_unit_price(list_price, breaks, quantity)
+    if requested_unit_price is None:
+        return PriceDecision(list_price, tier_price, tier_price, Decimal(0), False, "price_list")
+    if requested_unit_price <= 0:
+        raise InvalidValue("unit_price", requested_unit_price, "must be > 0")
+    unit_price = requested_unit_price.quantize(CENT, rounding=ROUND_HALF_UP)
+    discount = ((tier_price - unit_price) / tier_price * 100).quantize(CENT, rounding=ROUND_HALF_UP)
+    return PriceDecision(
+        list_price,
+        tier_price,
+        unit_price,
+        discount,
+        discount > approval_threshold_pct,
+        "override",
+    )
+
+
+def parse_money(field: str, raw: object) -> Decimal:
+    """Decimal from a user value; a clear error naming the field when it does not parse."""
+    try:
+        value = Decimal(str(raw))
+    except (ArithmeticError, ValueError) as exc:
+        raise InvalidValue(field, raw, "not a number") from exc
+    if not value.is_finite():
+        raise InvalidValue(field, raw, "not a finite number")
+    return value

@@ -1,0 +1,136 @@
+"""Small pieces every service uses: lookups that fail with a named field, the audit trail,
+state transitions, and parsing of user values."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from erp_core.db.models import AuditEntry, Base, LineStateChange, OrderLine
+from erp_core.db.uow import UnitOfWork
+from erp_core.domain.errors import InvalidValue, NotFound
+from erp_core.domain.states import check_transition
+from erp_core.policy import Actor
+
+ModelT = TypeVar("ModelT", bound=Base)
+
+
+def get_or_raise(
+    session: Session,
+    model: type[ModelT],
+    key: Any,
+    *,
+    entity: str,
+    field: str,
+    for_update: bool = False,
+) -> ModelT:
+    """The row with primary key ``key``, or NotFound naming the field the caller gave."""
+    row = session.get(model, key, with_for_update=for_update or None)
+    if row is None:
+        raise NotFound(entity, field, key)
+    return row
+
+
+def require_aware(field: str, moment: datetime) -> datetime:
+    if not isinstance(moment, datetime) or moment.tzinfo is None:
+        raise InvalidValue(field, moment, "must be a timezone-aware datetime")
+    return moment
+
+
+def parse_date(field: str, raw: date | str | None) -> date | None:
+    if raw is None or (isinstance(raw, date) and not isinstance(raw, datetime)):
+        return raw
+    if isinstance(raw, datetime):
+        return raw.date()
+    try:
+        return date.fromisoformat(str(raw))
+    except ValueError as exc:
+        raise InvalidValue(field, raw, "not an ISO date (YYYY-MM-DD)") from exc
+
+
+def parse_quantity(field: str, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise InvalidValue(field, raw, "not a whole number")
+    try:
+        value = int(raw)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(field, raw, "not a whole number") from exc
+    if value != raw and str(value) != str(raw).strip():
+        raise InvalidValue(field, raw, "not a whole number")
+    if value <= 0:
+        raise InvalidValue(field, raw, "must be > 0")
+    return value
+
+
+def audit(
+    uow: UnitOfWork,
+    actor: Actor,
+    now: datetime,
+    action: str,
+    entity_type: str,
+    entity_id: Any,
+    *,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    **details: Any,
+) -> None:
+    uow.session.add(
+        AuditEntry(
+            occurred_at=now,
+            actor=actor.name,
+            role=actor.role,
+            action=action,
+            entity_type=entity_type,
+            entity_id=str(entity_id),
+            from_state=from_state,
+            to_state=to_state,
+            details={k: _jsonable(v) for k, v in details.items()},
+        )
+    )
+
+
+def transition(
+    uow: UnitOfWork,
+    actor: Actor,
+    now: datetime,
+    entity_type: str,
+    row: Any,
+    target: str,
+    action: str,
+    **details: Any,
+) -> None:
+    """Move ``row.status`` (or ``row.state`` for order lines) to ``target`` through the one
+    transition table, recording the audit entry (and the line history for order lines)."""
+    attribute = "state" if isinstance(row, OrderLine) else "status"
+    current = getattr(row, attribute)
+    check_transition(entity_type, current, target)
+    setattr(row, attribute, target)
+    if row.id is None:
+        uow.session.flush()
+    if isinstance(row, OrderLine):
+        uow.session.add(
+            LineStateChange(
+                line_id=row.id,
+                from_state=current,
+                to_state=target,
+                occurred_at=now,
+                actor=actor.name,
+            )
+        )
+    audit(
+        uow, actor, now, action, entity_type, row.id, from_state=current, to_state=target, **details
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

@@ -1,0 +1,664 @@
+"""Order capture and allocation: validate, price, check credit, promise and reserve, in one
+transaction per order (the whole order or nothing).
+
+The fulfilling location is the customer's home location when it has the stock, else the location
+with the earliest promised delivery; a line that cannot be filled from stock now is backordered
+against the earliest receipt that covers it (or split: what is free now ships, the rest waits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+
+from erp_core.db.models import (
+    ApprovalRequest,
+    Customer,
+    Lane,
+    LinePromise,
+    Location,
+    OrderLine,
+    PriceDecision,
+    PriceListEntry,
+    Product,
+    SalesOrder,
+    Supplier,
+)
+from erp_core.db.uow import UnitOfWork
+from erp_core.domain.atp import Allocation, plan_allocation
+from erp_core.domain.credit import exceeds_credit_limit
+from erp_core.domain.errors import InvalidValue, NotFound
+from erp_core.domain.pricing import PriceBreak, decide_price, parse_money
+from erp_core.domain.promise import Promise, promise_for
+from erp_core.domain.states import OPEN_LINE_STATES, ApprovalStatus, LineState
+from erp_core.policy import Actor
+from erp_core.services.common import (
+    audit,
+    get_or_raise,
+    parse_date,
+    parse_quantity,
+    require_aware,
+    transition,
+)
+from erp_core.services.exceptions import open_exception
+from erp_core.services.idempotency import run_idempotent, validate_key
+from erp_core.services.stock import lock_balances, pick_backlog, reserve, stock_position
+
+DEFAULT_REPLENISH_DAYS = 14
+
+
+@dataclass(frozen=True)
+class LineRequest:
+    sku: str
+    quantity: int
+    unit_price: Decimal | str | None = None
+    """A negotiated price; None takes the customer's tier price."""
+
+
+@dataclass(frozen=True)
+class CapturedLine:
+    line_id: int
+    line_no: int
+    sku: str
+    quantity: int
+    state: str
+    location_id: str | None
+    unit_price: str
+    promised_ship_date: str | None
+    promised_delivery_date: str | None
+    parent_line_id: int | None = None
+    price_approval_pending: bool = False
+
+
+@dataclass(frozen=True)
+class CapturedOrder:
+    order_id: int
+    customer_id: str
+    lines: tuple[CapturedLine, ...]
+    exception_ids: tuple[int, ...] = ()
+    approval_ids: tuple[int, ...] = ()
+    credit_hold: bool = False
+    replayed: bool = field(default=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("replayed")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, replayed: bool = False) -> CapturedOrder:
+        return cls(
+            order_id=data["order_id"],
+            customer_id=data["customer_id"],
+            lines=tuple(CapturedLine(**line) for line in data["lines"]),
+            exception_ids=tuple(data["exception_ids"]),
+            approval_ids=tuple(data["approval_ids"]),
+            credit_hold=data["credit_hold"],
+            replayed=replayed,
+        )
+
+
+def capture_order(
+    uow: UnitOfWork,
+    actor: Actor,
+    *,
+    customer_id: str,
+    lines: Sequence[LineRequest],
+    now: datetime,
+    requested_date: date | str | None = None,
+    channel: str | None = None,
+    ship_to_region: str | None = None,
+    allow_split: bool = True,
+    idempotency_key: str | None = None,
+    external_ref: str | None = None,
+) -> CapturedOrder:
+    """Capture a sales order: every line priced, credit-checked, promised and reserved or
+    backordered; or nothing written at all when any value is wrong."""
+    require_aware("now", now)
+    key = validate_key(idempotency_key)
+    request_day = parse_date("requested_date", requested_date)
+    if not lines:
+        raise InvalidValue("lines", [], "an order needs at least one line")
+    payload = {
+        "customer_id": customer_id,
+        "lines": [asdict(line) for line in lines],
+        "requested_date": request_day,
+        "channel": channel,
+        "ship_to_region": ship_to_region,
+        "allow_split": allow_split,
+        "external_ref": external_ref,
+    }
+    with uow:
+        uow.policy.require(actor, "capture_order")
+
+        def act() -> dict[str, Any]:
+            return _capture(
+                uow,
+                actor,
+                customer_id,
+                lines,
+                now,
+                request_day,
+                channel,
+                ship_to_region,
+                allow_split,
+                external_ref,
+            ).to_dict()
+
+        response, replayed = run_idempotent(uow, "capture_order", key, payload, act, now)
+        return CapturedOrder.from_dict(response, replayed=replayed)
+
+
+def _capture(
+    uow: UnitOfWork,
+    actor: Actor,
+    customer_id: str,
+    requests: Sequence[LineRequest],
+    now: datetime,
+    requested_date: date | None,
+    channel: str | None,
+    ship_to_region: str | None,
+    allow_split: bool,
+    external_ref: str | None,
+) -> CapturedOrder:
+    session = uow.session
+    customer = get_or_raise(
+        session, Customer, customer_id, entity="customer", field="customer_id", for_update=True
+    )
+    parsed = [_parse_line(uow, i, r) for i, r in enumerate(requests)]
+    order = SalesOrder(
+        customer_id=customer.id,
+        channel=channel or customer.channel,
+        ship_to_region=ship_to_region or customer.region,
+        entered_at=now,
+        entered_by=actor.name,
+        requested_date=requested_date,
+        allow_split=allow_split,
+        external_ref=external_ref,
+    )
+    session.add(order)
+    session.flush()
+    audit(uow, actor, now, "capture_order", "sales_order", order.id, customer_id=customer.id)
+
+    order_lines: list[OrderLine] = []
+    approvals: list[ApprovalRequest] = []
+    exceptions: list[int] = []
+    for line_no, (product, quantity, requested_price) in enumerate(parsed, start=1):
+        line, approval = _new_priced_line(
+            uow,
+            actor,
+            now,
+            order,
+            customer,
+            product,
+            line_no,
+            quantity,
+            requested_price,
+        )
+        order_lines.append(line)
+        if approval is not None:
+            approvals.append(approval)
+            assert approval.exception_id is not None
+            exceptions.append(approval.exception_id)
+
+    exposure = open_exposure(uow, customer.id, exclude_order_id=order.id)
+    value = sum((line.unit_price * line.quantity for line in order_lines), Decimal(0))
+    if exceeds_credit_limit(exposure, value, customer.credit_limit):
+        for line in order_lines:
+            transition(uow, actor, now, "order_line", line, LineState.CREDIT_HOLD, "credit_hold")
+        case = open_exception(
+            uow,
+            actor,
+            now,
+            "credit_hold",
+            order_id=order.id,
+            customer=customer,
+            margin_at_risk=value,
+            reasons=["credit_limit_exceeded"],
+            details={
+                "open_exposure": str(exposure),
+                "order_value": str(value),
+                "credit_limit": str(customer.credit_limit),
+            },
+        )
+        exceptions.append(case.id)
+        return _describe(uow, order, exceptions, approvals, credit_hold=True)
+
+    allocator = Allocator(uow, actor, now, order, customer)
+    allocator.lock([line.sku for line in order_lines])
+    for line in order_lines:
+        exceptions.extend(allocator.allocate(line))
+    return _describe(uow, order, exceptions, approvals, credit_hold=False)
+
+
+def _parse_line(
+    uow: UnitOfWork, index: int, request: LineRequest
+) -> tuple[Product, int, Decimal | None]:
+    prefix = f"lines[{index}]"
+    product = uow.session.get(Product, request.sku)
+    if product is None or not product.active:
+        raise NotFound("product", f"{prefix}.sku", request.sku)
+    quantity = parse_quantity(f"{prefix}.quantity", request.quantity)
+    price = None
+    if request.unit_price is not None:
+        price = parse_money(f"{prefix}.unit_price", request.unit_price)
+        if price <= 0:
+            raise InvalidValue(f"{prefix}.unit_price", request.unit_price, "must be > 0")
+    return product, quantity, price
+
+
+def tier_price_breaks(uow: UnitOfWork, tier: str, sku: str, on: date) -> list[PriceBreak]:
+    """The tier's price breaks for the SKU valid on ``on`` (the newest entry per quantity)."""
+    rows = uow.session.execute(
+        select(PriceListEntry)
+        .where(
+            PriceListEntry.tier == tier, PriceListEntry.sku == sku, PriceListEntry.valid_from <= on
+        )
+        .order_by(PriceListEntry.min_quantity, PriceListEntry.valid_from)
+    ).scalars()
+    newest: dict[int, Decimal] = {}
+    for entry in rows:
+        newest[entry.min_quantity] = entry.unit_price
+    return [PriceBreak(q, p) for q, p in sorted(newest.items())]
+
+
+def _new_priced_line(
+    uow: UnitOfWork,
+    actor: Actor,
+    now: datetime,
+    order: SalesOrder,
+    customer: Customer,
+    product: Product,
+    line_no: int,
+    quantity: int,
+    requested_price: Decimal | None,
+) -> tuple[OrderLine, ApprovalRequest | None]:
+    decision = decide_price(
+        list_price=product.list_price,
+        breaks=tier_price_breaks(uow, customer.tier, product.sku, now.date()),
+        quantity=quantity,
+        requested_unit_price=requested_price,
+        approval_threshold_pct=uow.policy.discount_approval_pct,
+    )
+    needs_approval = decision.needs_approval and not uow.policy.allows(
+        actor.role, "approve_discount"
+    )
+    line = OrderLine(
+        order_id=order.id,
+        line_no=line_no,
+        sku=product.sku,
+        quantity=quantity,
+        state=LineState.DRAFT,
+        requested_date=order.requested_date,
+        entered_at=now,
+        list_price=decision.list_price,
+        tier_price=decision.tier_price,
+        unit_price=decision.unit_price,
+        discount_pct=decision.discount_pct,
+        price_approval_pending=needs_approval,
+    )
+    uow.session.add(line)
+    uow.session.flush()
+    audit(
+        uow,
+        actor,
+        now,
+        "create_line",
+        "order_line",
+        line.id,
+        to_state=LineState.DRAFT,
+        sku=line.sku,
+        quantity=quantity,
+    )
+    record_price(uow, line, decision.source, actor, now)
+    transition(uow, actor, now, "order_line", line, LineState.CONFIRMED, "confirm_line")
+    approval = (
+        _request_discount_approval(uow, actor, now, order, customer, line, product)
+        if needs_approval
+        else None
+    )
+    return line, approval
+
+
+def record_price(
+    uow: UnitOfWork,
+    line: OrderLine,
+    source: str,
+    actor: Actor,
+    now: datetime,
+    approval_id: int | None = None,
+) -> None:
+    uow.session.add(
+        PriceDecision(
+            line_id=line.id,
+            list_price=line.list_price,
+            tier_price=line.tier_price,
+            unit_price=line.unit_price,
+            discount_pct=line.discount_pct,
+            source=source,
+            decided_at=now,
+            decided_by=actor.name,
+            approval_id=approval_id,
+        )
+    )
+
+
+def _request_discount_approval(
+    uow: UnitOfWork,
+    actor: Actor,
+    now: datetime,
+    order: SalesOrder,
+    customer: Customer,
+    line: OrderLine,
+    product: Product,
+) -> ApprovalRequest:
+    margin_at_risk = (line.tier_price - line.unit_price) * line.quantity
+    case = open_exception(
+        uow,
+        actor,
+        now,
+        "discount_approval",
+        order_id=order.id,
+        line_id=line.id,
+        customer=customer,
+        sku=product.sku,
+        margin_at_risk=margin_at_risk,
+        reasons=["discount_beyond_threshold"],
+        details={
+            "discount_pct": str(line.discount_pct),
+            "tier_price": str(line.tier_price),
+            "unit_price": str(line.unit_price),
+        },
+    )
+    approval = ApprovalRequest(
+        kind="discount",
+        status=ApprovalStatus.PENDING,
+        order_id=order.id,
+        line_id=line.id,
+        requested_at=now,
+        requested_by=actor.name,
+        exception_id=case.id,
+        details={"discount_pct": str(line.discount_pct), "unit_price": str(line.unit_price)},
+    )
+    uow.session.add(approval)
+    uow.session.flush()
+    audit(
+        uow,
+        actor,
+        now,
+        "request_approval",
+        "approval_request",
+        approval.id,
+        to_state=ApprovalStatus.PENDING,
+        kind="discount",
+        line_id=line.id,
+    )
+    return approval
+
+
+def open_exposure(
+    uow: UnitOfWork, customer_id: str, exclude_order_id: int | None = None
+) -> Decimal:
+    """Value of the customer's lines not yet shipped (what the credit limit must cover)."""
+    query = (
+        select(func.coalesce(func.sum(OrderLine.quantity * OrderLine.unit_price), 0))
+        .join(SalesOrder, SalesOrder.id == OrderLine.order_id)
+        .where(
+            SalesOrder.customer_id == customer_id,
+            OrderLine.state.in_([str(s) for s in OPEN_LINE_STATES]),
+        )
+    )
+    if exclude_order_id is not None:
+        query = query.where(SalesOrder.id != exclude_order_id)
+    return Decimal(str(uow.session.execute(query).scalar_one()))
+
+
+class Allocator:
+    """Allocates the lines of one order: chooses location(s), reserves, promises, splits."""
+
+    def __init__(
+        self, uow: UnitOfWork, actor: Actor, now: datetime, order: SalesOrder, customer: Customer
+    ) -> None:
+        self.uow = uow
+        self.actor = actor
+        self.now = now
+        self.order = order
+        self.customer = customer
+        self.calendar = uow.policy.calendar
+        self.locations = {loc.id: loc for loc in uow.session.execute(select(Location)).scalars()}
+        self.lanes = self._standard_lanes(order.ship_to_region)
+        if not self.lanes:
+            raise InvalidValue(
+                "ship_to_region", order.ship_to_region, "no carrier lane serves this region"
+            )
+
+    def _standard_lanes(self, region: str) -> dict[str, Lane]:
+        """The fastest (then cheapest) standard lane from each location to the region."""
+        lanes: dict[str, Lane] = {}
+        rows = self.uow.session.execute(
+            select(Lane)
+            .where(Lane.dest_region == region, Lane.service_level == "standard")
+            .order_by(Lane.transit_days, Lane.cost_per_shipment, Lane.id)
+        ).scalars()
+        for lane in rows:
+            lanes.setdefault(lane.origin_location_id, lane)
+        return lanes
+
+    def lock(self, skus: Sequence[str]) -> None:
+        lock_balances(self.uow, [(s, loc) for s in skus for loc in self.lanes])
+
+    def promise(
+        self, location_id: str, ready_on: date | None, backlog: int | None = None
+    ) -> Promise:
+        location = self.locations[location_id]
+        return promise_for(
+            entered_at=self.now,
+            stock_ready_on=ready_on,
+            cutoff=location.cutoff_time,
+            timezone=location.timezone,
+            pick_backlog_lines=pick_backlog(self.uow, location_id) if backlog is None else backlog,
+            pick_capacity_per_day=location.pick_capacity_per_day,
+            transit_days=self.lanes[location_id].transit_days,
+            calendar=self.calendar,
+        )
+
+    def allocate(self, line: OrderLine) -> list[int]:
+        """Allocate one confirmed (or credit-released) line; returns exception ids opened."""
+        balances = lock_balances(self.uow, [(line.sku, loc) for loc in self.lanes])
+        positions = [stock_position(self.uow, balance) for balance in balances.values()]
+        backlogs = {loc: pick_backlog(self.uow, loc) for loc in self.lanes}
+        plan = plan_allocation(
+            quantity=line.quantity,
+            home_location=self.customer.home_location_id,
+            positions=positions,
+            replenish_date=self._replenish_date(line.sku),
+            estimate_delivery=lambda loc, ready: (
+                self.promise(loc, ready, backlogs[loc]).delivery_date
+            ),
+            allow_split=self.order.allow_split,
+        )
+        exceptions: list[int] = []
+        for part_line, part in zip(self._split(line, plan), plan, strict=True):
+            balance = balances[(line.sku, part.location)]
+            exceptions.extend(self._apply(part_line, part, balance))
+        return exceptions
+
+    def _split(self, line: OrderLine, plan: Sequence[Allocation]) -> list[OrderLine]:
+        if len(plan) == 1:
+            return [line]
+        original = line.quantity
+        line.quantity = plan[0].quantity
+        next_no = self.uow.session.execute(
+            select(func.max(OrderLine.line_no)).where(OrderLine.order_id == line.order_id)
+        ).scalar_one()
+        parts = [line]
+        for offset, part in enumerate(plan[1:], start=1):
+            child = OrderLine(
+                order_id=line.order_id,
+                line_no=next_no + offset,
+                parent_line_id=line.id,
+                sku=line.sku,
+                quantity=part.quantity,
+                state=LineState.DRAFT,
+                requested_date=line.requested_date,
+                entered_at=line.entered_at,
+                list_price=line.list_price,
+                tier_price=line.tier_price,
+                unit_price=line.unit_price,
+                discount_pct=line.discount_pct,
+                price_approval_pending=line.price_approval_pending,
+            )
+            self.uow.session.add(child)
+            self.uow.session.flush()
+            audit(
+                self.uow,
+                self.actor,
+                self.now,
+                "split_line",
+                "order_line",
+                child.id,
+                to_state=LineState.DRAFT,
+                parent_line_id=line.id,
+                quantity=part.quantity,
+            )
+            record_price(self.uow, child, "split", self.actor, self.now)
+            transition(
+                self.uow,
+                self.actor,
+                self.now,
+                "order_line",
+                child,
+                LineState.CONFIRMED,
+                "confirm_line",
+            )
+            parts.append(child)
+        audit(
+            self.uow,
+            self.actor,
+            self.now,
+            "split_line",
+            "order_line",
+            line.id,
+            original_quantity=original,
+            kept_quantity=line.quantity,
+        )
+        return parts
+
+    def _apply(self, line: OrderLine, part: Allocation, balance: Any) -> list[int]:
+        line.location_id = part.location
+        line.lane_id = self.lanes[part.location].id
+        promise = self.promise(part.location, part.ready_on)
+        if part.from_stock:
+            reserve(self.uow, balance, line, self.actor, self.now)
+            transition(
+                self.uow,
+                self.actor,
+                self.now,
+                "order_line",
+                line,
+                LineState.ALLOCATED,
+                "allocate",
+                location_id=part.location,
+            )
+        else:
+            line.expected_ready_on = part.ready_on
+            transition(
+                self.uow,
+                self.actor,
+                self.now,
+                "order_line",
+                line,
+                LineState.BACKORDERED,
+                "backorder",
+                location_id=part.location,
+                ready_on=part.ready_on,
+            )
+        self.uow.session.add(
+            LinePromise(
+                line_id=line.id,
+                promised_ship_date=promise.ship_date,
+                promised_delivery_date=promise.delivery_date,
+                reason="capture",
+                decided_at=self.now,
+                decided_by=self.actor.name,
+            )
+        )
+        if part.from_stock:
+            return []
+        case = open_exception(
+            self.uow,
+            self.actor,
+            self.now,
+            "shortage",
+            order_id=line.order_id,
+            line_id=line.id,
+            customer=self.customer,
+            sku=line.sku,
+            location_id=part.location,
+            margin_at_risk=line.unit_price * line.quantity,
+            reasons=["no_stock_at_entry"],
+            details={"expected_ready_on": str(part.ready_on)},
+        )
+        return [case.id]
+
+    def _replenish_date(self, sku: str) -> date:
+        product = self.uow.session.get(Product, sku)
+        supplier = (
+            self.uow.session.get(Supplier, product.preferred_supplier_id)
+            if product is not None and product.preferred_supplier_id
+            else None
+        )
+        days = supplier.nominal_lead_days if supplier else DEFAULT_REPLENISH_DAYS
+        return self.now.date() + timedelta(days=days)
+
+
+def _describe(
+    uow: UnitOfWork,
+    order: SalesOrder,
+    exception_ids: Sequence[int],
+    approvals: Sequence[ApprovalRequest],
+    *,
+    credit_hold: bool,
+) -> CapturedOrder:
+    uow.session.flush()
+    lines = uow.session.execute(
+        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.line_no)
+    ).scalars()
+    described = []
+    for line in lines:
+        promise = uow.session.execute(
+            select(LinePromise)
+            .where(LinePromise.line_id == line.id)
+            .order_by(LinePromise.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        described.append(
+            CapturedLine(
+                line_id=line.id,
+                line_no=line.line_no,
+                sku=line.sku,
+                quantity=line.quantity,
+                state=str(line.state),
+                location_id=line.location_id,
+                unit_price=str(line.unit_price),
+                promised_ship_date=promise.promised_ship_date.isoformat() if promise else None,
+                promised_delivery_date=(
+                    promise.promised_delivery_date.isoformat() if promise else None
+                ),
+                parent_line_id=line.parent_line_id,
+                price_approval_pending=line.price_approval_pending,
+            )
+        )
+    return CapturedOrder(
+        order_id=order.id,
+        customer_id=order.customer_id,
+        lines=tuple(described),
+        exception_ids=tuple(exception_ids),
+        approval_ids=tuple(a.id for a in approvals),
+        credit_hold=credit_hold,
+    )

@@ -1,0 +1,307 @@
+"""Stock: balance locks, the append-only ledger, reservations, ATP positions and the release of
+backorders when stock arrives.
+
+Every balance change goes through ``post`` (ledger row + balance update in the same transaction).
+Balance rows are locked in a fixed order (sku, location) so two transactions never deadlock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from erp_core.db.models import (
+    Customer,
+    InventoryBalance,
+    InventoryMovement,
+    LinePromise,
+    Location,
+    OrderLine,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Reservation,
+    SalesOrder,
+    Transfer,
+)
+from erp_core.db.uow import UnitOfWork
+from erp_core.domain.allocation import BackorderClaim, lines_to_release
+from erp_core.domain.atp import ScheduledReceipt, StockPosition
+from erp_core.domain.errors import Conflict
+from erp_core.domain.states import LineState, PurchaseOrderStatus, TransferStatus
+from erp_core.policy import Actor
+from erp_core.services.common import transition
+
+BUCKETS = ("on_hand", "reserved", "on_order")
+
+
+def lock_balances(
+    uow: UnitOfWork, pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], InventoryBalance]:
+    """Lock (creating when missing) the balance rows of (sku, location) pairs, in sorted order."""
+    wanted = sorted(set(pairs))
+    if not wanted:
+        return {}
+    insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
+    uow.session.execute(
+        insert(InventoryBalance)
+        .values(
+            [
+                {"sku": s, "location_id": loc, "on_hand": 0, "reserved": 0, "on_order": 0}
+                for s, loc in wanted
+            ]
+        )
+        .on_conflict_do_nothing()
+    )
+    locked: dict[tuple[str, str], InventoryBalance] = {}
+    for sku, location_id in wanted:
+        balance = uow.session.execute(
+            select(InventoryBalance)
+            .where(InventoryBalance.sku == sku, InventoryBalance.location_id == location_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one()
+        locked[(sku, location_id)] = balance
+    return locked
+
+
+def lock_balance(uow: UnitOfWork, sku: str, location_id: str) -> InventoryBalance:
+    return lock_balances(uow, [(sku, location_id)])[(sku, location_id)]
+
+
+def post(
+    uow: UnitOfWork,
+    balance: InventoryBalance,
+    bucket: str,
+    quantity: int,
+    *,
+    kind: str,
+    actor: Actor,
+    now: datetime,
+    reference: tuple[str, int] | None = None,
+) -> None:
+    """Append one ledger movement and apply it to the (locked) balance."""
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket={bucket!r}")
+    if quantity == 0:
+        return
+    setattr(balance, bucket, getattr(balance, bucket) + quantity)
+    uow.session.add(
+        InventoryMovement(
+            occurred_at=now,
+            sku=balance.sku,
+            location_id=balance.location_id,
+            bucket=bucket,
+            quantity=quantity,
+            kind=kind,
+            reference_type=reference[0] if reference else None,
+            reference_id=reference[1] if reference else None,
+            actor=actor.name,
+        )
+    )
+
+
+def reserve(
+    uow: UnitOfWork, balance: InventoryBalance, line: OrderLine, actor: Actor, now: datetime
+) -> Reservation:
+    """Reserve the whole line at the balance's location; refuses to oversell."""
+    if balance.on_hand - balance.reserved < line.quantity:
+        raise Conflict(
+            f"only {balance.on_hand - balance.reserved} of {line.sku} free at "
+            f"{balance.location_id}, line {line.id} needs {line.quantity}",
+            field="quantity",
+            value=line.quantity,
+        )
+    reservation = Reservation(
+        line_id=line.id,
+        sku=line.sku,
+        location_id=balance.location_id,
+        quantity=line.quantity,
+        created_at=now,
+    )
+    uow.session.add(reservation)
+    uow.session.flush()
+    post(
+        uow,
+        balance,
+        "reserved",
+        line.quantity,
+        kind="reservation",
+        actor=actor,
+        now=now,
+        reference=("order_line", line.id),
+    )
+    return reservation
+
+
+def active_reservation(uow: UnitOfWork, line_id: int) -> Reservation | None:
+    return uow.session.execute(
+        select(Reservation).where(Reservation.line_id == line_id, Reservation.released_at.is_(None))
+    ).scalar_one_or_none()
+
+
+def unreserve(
+    uow: UnitOfWork,
+    balance: InventoryBalance,
+    line: OrderLine,
+    reason: str,
+    actor: Actor,
+    now: datetime,
+) -> int:
+    """Release the line's active reservation; returns the quantity released (0 if none)."""
+    reservation = active_reservation(uow, line.id)
+    if reservation is None:
+        return 0
+    reservation.released_at = now
+    reservation.release_reason = reason
+    post(
+        uow,
+        balance,
+        "reserved",
+        -reservation.quantity,
+        kind=f"release_{reason}",
+        actor=actor,
+        now=now,
+        reference=("order_line", line.id),
+    )
+    return reservation.quantity
+
+
+def backordered_quantity(uow: UnitOfWork, sku: str, location_id: str) -> int:
+    return int(
+        uow.session.execute(
+            select(func.coalesce(func.sum(OrderLine.quantity), 0)).where(
+                OrderLine.sku == sku,
+                OrderLine.location_id == location_id,
+                OrderLine.state == LineState.BACKORDERED,
+            )
+        ).scalar_one()
+    )
+
+
+def scheduled_receipts(uow: UnitOfWork, sku: str, location_id: str) -> tuple[ScheduledReceipt, ...]:
+    """Open purchase-order lines and inbound transfers of the SKU at the location."""
+    po_rows = uow.session.execute(
+        select(
+            PurchaseOrderLine.expected_date,
+            PurchaseOrderLine.quantity - PurchaseOrderLine.received_quantity,
+        )
+        .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+        .where(
+            PurchaseOrderLine.sku == sku,
+            PurchaseOrder.location_id == location_id,
+            PurchaseOrder.status.in_(
+                [PurchaseOrderStatus.OPEN, PurchaseOrderStatus.PARTIALLY_RECEIVED]
+            ),
+            PurchaseOrderLine.received_quantity < PurchaseOrderLine.quantity,
+        )
+    ).all()
+    transfer_rows = uow.session.execute(
+        select(Transfer.expected_date, Transfer.quantity).where(
+            Transfer.sku == sku,
+            Transfer.to_location_id == location_id,
+            Transfer.status == TransferStatus.IN_TRANSIT,
+        )
+    ).all()
+    return tuple(
+        ScheduledReceipt(expected, int(qty)) for expected, qty in [*po_rows, *transfer_rows]
+    )
+
+
+def stock_position(uow: UnitOfWork, balance: InventoryBalance) -> StockPosition:
+    return StockPosition(
+        location=balance.location_id,
+        on_hand=balance.on_hand,
+        reserved=balance.reserved,
+        backordered=backordered_quantity(uow, balance.sku, balance.location_id),
+        receipts=scheduled_receipts(uow, balance.sku, balance.location_id),
+    )
+
+
+def pick_backlog(uow: UnitOfWork, location_id: str) -> int:
+    """Lines allocated at the location and not yet picked: the queue a new line joins."""
+    return int(
+        uow.session.execute(
+            select(func.count(OrderLine.id)).where(
+                OrderLine.location_id == location_id, OrderLine.state == LineState.ALLOCATED
+            )
+        ).scalar_one()
+    )
+
+
+def current_promise(uow: UnitOfWork, line_id: int) -> LinePromise | None:
+    return uow.session.execute(
+        select(LinePromise)
+        .where(LinePromise.line_id == line_id)
+        .order_by(LinePromise.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+def first_promise(uow: UnitOfWork, line_id: int) -> LinePromise | None:
+    return uow.session.execute(
+        select(LinePromise).where(LinePromise.line_id == line_id).order_by(LinePromise.id).limit(1)
+    ).scalar_one_or_none()
+
+
+def allocate_backorder(
+    uow: UnitOfWork,
+    balance: InventoryBalance,
+    line: OrderLine,
+    actor: Actor,
+    now: datetime,
+    action: str,
+) -> None:
+    """Reserve stock for a backordered line and mark it allocated."""
+    reserve(uow, balance, line, actor, now)
+    line.expected_ready_on = None
+    transition(uow, actor, now, "order_line", line, LineState.ALLOCATED, action)
+
+
+def release_backorders(
+    uow: UnitOfWork, balance: InventoryBalance, actor: Actor, now: datetime
+) -> list[int]:
+    """Give the free stock of a (locked) balance to waiting backorders by priority: customer tier,
+    then promise date, then entry time. Returns the ids of the lines released."""
+    free = balance.on_hand - balance.reserved
+    if free <= 0:
+        return []
+    waiting = uow.session.execute(
+        select(OrderLine, Customer.tier)
+        .join(SalesOrder, SalesOrder.id == OrderLine.order_id)
+        .join(Customer, Customer.id == SalesOrder.customer_id)
+        .where(
+            OrderLine.sku == balance.sku,
+            OrderLine.location_id == balance.location_id,
+            OrderLine.state == LineState.BACKORDERED,
+        )
+    ).all()
+    if not waiting:
+        return []
+    lines = {line.id: line for line, _tier in waiting}
+    claims = [
+        BackorderClaim(
+            line_id=line.id,
+            quantity=line.quantity,
+            customer_tier=tier,
+            promised_ship_date=_promised_ship_date(uow, line),
+            entered_at=line.entered_at,
+        )
+        for line, tier in waiting
+    ]
+    released = lines_to_release(claims, free, uow.policy.customer_tiers)
+    for claim in released:
+        allocate_backorder(uow, balance, lines[claim.line_id], actor, now, "release_backorder")
+    return [claim.line_id for claim in released]
+
+
+def _promised_ship_date(uow: UnitOfWork, line: OrderLine) -> date:
+    promise = current_promise(uow, line.id)
+    return promise.promised_ship_date if promise else date.max
+
+
+def location_ids(uow: UnitOfWork) -> Sequence[str]:
+    return list(uow.session.execute(select(Location.id).order_by(Location.id)).scalars())
