@@ -1,0 +1,1 @@
+"""Alembic migration environment of the ERP database (see README.md in this folder)."""
