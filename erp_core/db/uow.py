@@ -55,10 +55,9 @@ class UnitOfWork:
     ) -> None:
         self._depth -= 1
         if self._depth == 0:
-            try:
-                self.session.rollback()
-            finally:
-                self.session.close()
+            # close() rolls back whatever was not committed and detaches the loaded objects
+            # without expiring them, so results stay readable after the block.
+            self.session.close()
 
     @property
     def is_outermost(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any
 
 from erp_core.domain.errors import IllegalTransition
 
@@ -126,7 +127,7 @@ RETURN_TRANSITIONS: Mapping[ReturnStatus, frozenset[ReturnStatus]] = {
     _R.SCRAPPED: frozenset(),
 }
 
-TRANSITION_TABLES: Mapping[str, Mapping[str, frozenset[str]]] = {
+TRANSITION_TABLES: Mapping[str, Mapping[Any, frozenset[Any]]] = {
     "order_line": LINE_TRANSITIONS,
     "exception_case": EXCEPTION_TRANSITIONS,
     "approval_request": APPROVAL_TRANSITIONS,
@@ -145,7 +146,7 @@ OPEN_LINE_STATES = frozenset(
 def check_transition(entity: str, current: str, target: str) -> str:
     """The one place a state change is allowed or refused; returns the target state."""
     table = TRANSITION_TABLES[entity]
-    allowed = table.get(current)  # type: ignore[call-overload]
+    allowed = table.get(current)
     if allowed is None or target not in allowed:
         raise IllegalTransition(entity, str(current), str(target))
     return target
