@@ -1,0 +1,199 @@
+"""The ``erpx`` command line.
+
+The settings are built once, in the callback, and handed to every command on the Typer context.
+Errors a user can cause (a bad ``ERPX_*`` value, a domain error) print one red line naming the
+field and the value and exit with code 2; no traceback. Heavy libraries (pandas, lightgbm,
+mlflow) stay out of this module's imports so ``erpx --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, inspect, make_url, select
+from sqlalchemy.exc import OperationalError
+
+from erp_core.db.engine import make_engine
+from erp_core.db.migrate import current_revision, head_revision, upgrade_to_head
+from erp_core.db.models import Base
+from erp_core.domain.errors import DomainError
+from erp_core.policy import load_policy
+from erp_core.settings import Settings, get_settings
+
+USER_ERROR_EXIT_CODE = 2
+ENVIRONMENT_EXIT_CODE = 1
+
+app = typer.Typer(
+    name="erpx",
+    help="erpx: an ERP transaction core with exception prediction for wholesale distribution.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+error_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+# --- errors a user can cause -------------------------------------------------------------------
+
+
+def reports_user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn errors a user can cause (a domain error, a bad ``ERPX_*`` value) into one red line
+    each and exit code 2, and an unreachable database or unwritable path into exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except DomainError as error:
+            fail(describe_domain_error(error))
+        except ValidationError as error:
+            fail(*describe_validation_error(error))
+        except OperationalError as error:
+            reason = str(error.orig).strip().splitlines()[0]
+            where = database_location(get_settings().database_url)
+            fail(f"cannot use the database {where}: {reason}", exit_code=ENVIRONMENT_EXIT_CODE)
+        except OSError as error:  # an unwritable database folder, an unreadable policy file
+            fail(str(error), exit_code=ENVIRONMENT_EXIT_CODE)
+
+    return wrapper
+
+
+def fail(*lines: str, exit_code: int = USER_ERROR_EXIT_CODE) -> NoReturn:
+    for line in lines:
+        error_console.print(f"error: {line}", style="bold red", markup=False)
+    raise typer.Exit(exit_code)
+
+
+def describe_domain_error(error: DomainError) -> str:
+    """The error's message, with the field and value added when the message leaves them out."""
+    message = error.message
+    value_named = re.search(rf"(?<!\w){re.escape(repr(error.value))}(?!\w)", message)
+    if error.field is None or (error.field in message and value_named):
+        return message
+    return f"{message} ({error.field}={error.value!r})"
+
+
+def describe_validation_error(error: ValidationError) -> list[str]:
+    """One line per invalid value, named as the user wrote it (``ERPX_API_PORT='x': ...``)."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"])
+        name = f"{prefix}{field.upper()}" if error.title == Settings.__name__ else field
+        cause = problem.get("ctx", {}).get("error")
+        reason = str(cause) if cause is not None else problem["msg"]
+        if not reason.startswith(name):
+            reason = f"{name}={problem['input']!r}: {reason}"
+        lines.append(reason)
+    return lines
+
+
+# --- what the commands show --------------------------------------------------------------------
+
+
+def database_location(url: str) -> str:
+    """The SQLite file as an absolute path, any other URL with its password hidden."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return str(Path(str(parsed.database)).resolve())
+    return parsed.render_as_string(hide_password=True)
+
+
+def revision_status(revision: str | None, head: str | None) -> str:
+    if revision is None:
+        return "not initialised (run `erpx init`)"
+    if revision == head:
+        return f"{revision} (head)"
+    return f"{revision} (head is {head}: run `erpx init` to upgrade)"
+
+
+def table_row_counts(url: str) -> dict[str, int | None]:
+    """Rows in each table of the models, by name; None for a table the database lacks."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            present = set(inspect(connection).get_table_names())
+            return {
+                name: (
+                    connection.execute(select(func.count()).select_from(table)).scalar_one()
+                    if name in present
+                    else None
+                )
+                for name, table in sorted(Base.metadata.tables.items())
+            }
+    finally:
+        engine.dispose()
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    settings = ctx.obj
+    if not isinstance(settings, Settings):
+        raise RuntimeError("erpx commands run under the erpx callback, which builds the settings")
+    return settings
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+@app.callback()
+@reports_user_errors
+def main(ctx: typer.Context) -> None:
+    """erpx: an ERP transaction core with exception prediction for wholesale distribution.
+
+    Configured by ERPX_* environment variables (see README.md).
+    """
+    ctx.obj = get_settings()
+
+
+@app.command()
+@reports_user_errors
+def init(ctx: typer.Context) -> None:
+    """Create the ERP database at ERPX_DATABASE_URL, or upgrade it to the newest schema."""
+    url = settings_of(ctx).database_url
+    before = current_revision(url)
+    upgrade_to_head(url)
+    after = current_revision(url)
+    if before is None:
+        outcome = "created"
+    elif before == after:
+        outcome = "already up to date"
+    else:
+        outcome = f"upgraded from {before}"
+    console.print(f"database {database_location(url)}: {outcome}, schema revision {after}")
+
+
+@app.command()
+@reports_user_errors
+def info(ctx: typer.Context) -> None:
+    """Show the database, its schema revision, rows per table, and the policy in use."""
+    settings = settings_of(ctx)
+    url = settings.database_url
+    load_policy(settings.policy_path)  # a malformed policy file is reported here, not later
+    revision = current_revision(url)
+
+    about = Table.grid(padding=(0, 2))
+    about.add_row("database", database_location(url))
+    about.add_row("revision", revision_status(revision, head_revision()))
+    about.add_row("policy", str(settings.policy_path or "built-in default (policy_default.toml)"))
+    console.print(about)
+    if revision is None:
+        return
+
+    counts = Table(title="rows per table", title_justify="left")
+    counts.add_column("table")
+    counts.add_column("rows", justify="right")
+    for name, rows in table_row_counts(url).items():
+        counts.add_row(name, "[yellow]missing[/yellow]" if rows is None else f"{rows:,}")
+    console.print(counts)
