@@ -2,52 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import CheckConstraint, inspect, make_url, text
+from sqlalchemy import CheckConstraint, inspect, text
 
 from erp_core.db.engine import make_engine
 from erp_core.db.migrate import MIGRATIONS_DIR, current_revision, head_revision, upgrade_to_head
 from erp_core.db.models import Base
 
-POSTGRES_URL = os.environ.get("ERPX_TEST_POSTGRES_URL")
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'erpx.db'}"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh schema of its own on the test server, reached through the search path."""
-    if not POSTGRES_URL:
-        pytest.skip("ERPX_TEST_POSTGRES_URL is not set: PostgreSQL migration tests skipped")
-    schema = f"erpx_migrations_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_database_url(request: pytest.FixtureRequest) -> str:
-    fixture = "sqlite_url" if request.param == "sqlite" else "postgres_url"
-    url: str = request.getfixturevalue(fixture)
-    return url
+# ``db_url`` (tests/conftest.py) is an empty SQLite file, then, when ERPX_TEST_POSTGRES_URL is
+# set, a fresh PostgreSQL schema reached through ``?options=-csearch_path=...`` and dropped after.
 
 
 def schema_differences(url: str) -> list[Any]:
@@ -84,35 +51,35 @@ def declared_check_constraints() -> set[str]:
     }
 
 
-def test_upgrade_to_head_builds_exactly_the_models(empty_database_url: str) -> None:
-    assert current_revision(empty_database_url) is None
+def test_upgrade_to_head_builds_exactly_the_models(db_url: str) -> None:
+    assert current_revision(db_url) is None
 
-    upgrade_to_head(empty_database_url)
+    upgrade_to_head(db_url)
 
-    assert current_revision(empty_database_url) == head_revision()
-    assert schema_differences(empty_database_url) == []
+    assert current_revision(db_url) == head_revision()
+    assert schema_differences(db_url) == []
     # Autogenerate does not compare CHECK constraints, so look for each one by name.
-    assert declared_check_constraints() <= reflected_check_constraints(empty_database_url)
+    assert declared_check_constraints() <= reflected_check_constraints(db_url)
 
 
-def test_upgrading_twice_changes_nothing(empty_database_url: str) -> None:
-    upgrade_to_head(empty_database_url)
-    engine = make_engine(empty_database_url)
+def test_upgrading_twice_changes_nothing(db_url: str) -> None:
+    upgrade_to_head(db_url)
+    engine = make_engine(db_url)
     try:
         with engine.begin() as connection:
             connection.execute(
                 text("INSERT INTO suppliers (id, name, nominal_lead_days) VALUES ('S1', 'Acme', 7)")
             )
 
-        upgrade_to_head(empty_database_url)
+        upgrade_to_head(db_url)
 
         with engine.connect() as connection:
             names = connection.execute(text("SELECT name FROM suppliers")).scalars().all()
     finally:
         engine.dispose()
     assert names == ["Acme"]
-    assert current_revision(empty_database_url) == head_revision()
-    assert schema_differences(empty_database_url) == []
+    assert current_revision(db_url) == head_revision()
+    assert schema_differences(db_url) == []
 
 
 def test_current_revision_of_a_missing_sqlite_file_is_none_and_creates_nothing(
