@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import CheckConstraint, inspect, text
 
+from erp_core.db import migrate
 from erp_core.db.engine import make_engine
 from erp_core.db.migrate import MIGRATIONS_DIR, current_revision, head_revision, upgrade_to_head
 from erp_core.db.models import Base
@@ -96,3 +99,55 @@ def test_revisions_do_not_import_erpx() -> None:
         source = revision.read_text("utf-8")
         assert "erp_core" not in source, revision.name
         assert "UtcDateTime" not in source, revision.name
+
+
+REBUILD_SUPPLIERS = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9999"
+down_revision = {head!r}
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("suppliers", recreate="always") as batch_op:
+        batch_op.add_column(sa.Column("note", sa.String(20), nullable=True))
+"""
+
+
+def test_a_sqlite_batch_migration_can_rebuild_a_table_other_rows_reference(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite alters by rebuilding; with foreign keys on, dropping the old table would fail."""
+    upgrade_to_head(sqlite_url)
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO suppliers VALUES ('S1', 'Acme', 7)"))
+            connection.execute(
+                text(
+                    "INSERT INTO products (sku, name, category, unit_cost, list_price, weight_kg,"
+                    " pack_size, uom, preferred_supplier_id, abc_class, active)"
+                    " VALUES ('P1', 'Widget', 'hw', 1, 2, 1, 1, 'EA', 'S1', 'A', 1)"
+                )
+            )
+        migrations = tmp_path / "migrations"
+        shutil.copytree(MIGRATIONS_DIR, migrations)
+        (migrations / "versions" / "9999_rebuild.py").write_text(
+            REBUILD_SUPPLIERS.format(head=head_revision()), "utf-8"
+        )
+        monkeypatch.setattr(migrate, "MIGRATIONS_DIR", migrations)
+
+        upgrade_to_head(sqlite_url)
+
+        assert current_revision(sqlite_url) == "9999"
+        with engine.connect() as connection:
+            supplier = connection.execute(
+                text(
+                    "SELECT p.preferred_supplier_id, s.note FROM products p JOIN suppliers s"
+                    " ON s.id = p.preferred_supplier_id"
+                )
+            ).one()
+            assert tuple(supplier) == ("S1", None)
+    finally:
+        engine.dispose()
