@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from erp_core.db.models import (
     Customer,
@@ -23,7 +23,7 @@ from erp_core.db.models import (
 )
 from erp_core.db.uow import UnitOfWork
 from erp_core.domain.allocation import BackorderClaim, release_priority
-from erp_core.domain.errors import InvalidValue
+from erp_core.domain.errors import Conflict, InvalidValue
 from erp_core.domain.states import LineState
 from erp_core.policy import Actor
 from erp_core.services.common import audit, get_or_raise, require_aware, transition
@@ -76,6 +76,14 @@ def record_cycle_count(
         )
         uow.session.add(count)
         uow.session.flush()
+        staged = _picked_quantity(uow, sku, location_id)
+        if counted_quantity < staged:
+            raise Conflict(
+                f"count of {counted_quantity} {sku} at {location_id} is below the {staged} "
+                "units already picked for shipment; count the staged goods too",
+                field="counted_quantity",
+                value=counted_quantity,
+            )
         adjustment = counted_quantity - balance.on_hand
         deallocated = _take_back_reservations(uow, balance, counted_quantity, actor, now)
         post(
@@ -102,6 +110,19 @@ def record_cycle_count(
         )
         uow.commit()
         return CycleCountResult(count.id, adjustment, deallocated, released)
+
+
+def _picked_quantity(uow: UnitOfWork, sku: str, location_id: str) -> int:
+    """Units picked or packed and not yet shipped: still on hand, no longer on the shelf."""
+    return int(
+        uow.session.execute(
+            select(func.coalesce(func.sum(OrderLine.quantity), 0)).where(
+                OrderLine.sku == sku,
+                OrderLine.location_id == location_id,
+                OrderLine.state.in_([LineState.PICKED, LineState.PACKED]),
+            )
+        ).scalar_one()
+    )
 
 
 def _take_back_reservations(
