@@ -196,6 +196,8 @@ def receive_purchase_order_line(
                 field="purchase_order_line_id",
                 value=purchase_order_line_id,
             )
+        if now < order.placed_at:
+            raise InvalidValue("now", now, f"before purchase order {order.id} was placed")
         open_quantity = po_line.quantity - po_line.received_quantity
         if received > open_quantity:
             raise InvalidValue(

@@ -129,6 +129,8 @@ def receive_transfer(
             field="transfer_id",
             for_update=True,
         )
+        if now < transfer.sent_at:
+            raise InvalidValue("now", now, f"before transfer {transfer.id} was sent")
         transition(
             uow,
             actor,

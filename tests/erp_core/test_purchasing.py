@@ -320,3 +320,13 @@ def test_receiving_goods_needs_receive_goods(world, actor, allowed):
         assert count(world, Receipt) == 0
         assert balance(world) == (0, 0, 2)
     assert ledger_mismatches(world) == []
+
+
+def test_a_receipt_dated_before_the_po_was_placed_is_refused(world):
+    po_id = place(world, PurchaseLineRequest("WIDGET", 5), now=T0 + timedelta(days=1))
+    (po_line,) = po_line_ids(world, po_id)
+    with pytest.raises(InvalidValue) as refused:
+        receive(world, po_line, 5, now=T0)
+    assert refused.value.field == "now"
+    assert count(world, Receipt) == 0
+    assert balance(world) == (0, 0, 5)

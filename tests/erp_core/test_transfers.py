@@ -216,3 +216,13 @@ def test_receiving_a_transfer_needs_receive_goods(world, actor, allowed):
             receive_transfer(world, actor, transfer_id=transfer_id, now=T0 + timedelta(days=1))
         assert balance(world, "EAST") == (0, 0, 2)
     assert ledger_mismatches(world) == []
+
+
+def test_a_transfer_cannot_be_received_before_it_was_sent(world):
+    stock(world, "WIDGET", "WEST", 5)
+    transfer_id = send(world, 2, now=T0 + timedelta(hours=2))
+    with pytest.raises(InvalidValue) as refused:
+        receive_transfer(world, LOGISTICS, transfer_id=transfer_id, now=T0 + timedelta(hours=1))
+    assert refused.value.field == "now"
+    assert balance(world, "EAST") == (0, 0, 2)
+    assert ledger_mismatches(world) == []
