@@ -63,6 +63,15 @@ class RoutingRule:
     customer_tiers: frozenset[str] | None = None
     min_service_level: float | None = None
 
+    @property
+    def is_catch_all(self) -> bool:
+        return (
+            self.type,
+            self.min_margin_at_risk,
+            self.customer_tiers,
+            self.min_service_level,
+        ) == (None, None, None, None)
+
     def matches(
         self,
         exception_type: str,
@@ -145,9 +154,9 @@ def parse_policy(raw: Mapping[str, Any], source: str = "policy") -> Policy:
     tiers = tuple(_list_of_str(raw, "customer_tiers", source))
     permissions = _parse_permissions(raw.get("permissions", {}), set(roles), source)
     routing = tuple(_parse_rule(r, set(roles), source) for r in raw.get("routing", []))
-    if not routing or any(r.type is not None for r in routing[-1:]):
+    if not routing or not routing[-1].is_catch_all:
         raise PolicyError(
-            f"{source}: the last routing rule must have no type (the catch-all)",
+            f"{source}: the last routing rule must be the catch-all (no type, no conditions)",
             field="routing",
             value=len(routing),
         )
@@ -164,11 +173,22 @@ def parse_policy(raw: Mapping[str, Any], source: str = "policy") -> Policy:
         customer_tiers=tiers,
         permissions=permissions,
         routing=routing,
-        discount_approval_pct=Decimal(str(thresholds.get("discount_approval_pct", 10))),
-        late_risk_probability=float(thresholds.get("late_risk_probability", 0.35)),
-        margin_anomaly_score=float(thresholds.get("margin_anomaly_score", 0.8)),
+        discount_approval_pct=Decimal(_threshold(thresholds, "discount_approval_pct", 10, source)),
+        late_risk_probability=_threshold(thresholds, "late_risk_probability", 0.35, source),
+        margin_anomaly_score=_threshold(thresholds, "margin_anomaly_score", 0.8, source),
         calendar=calendar,
     )
+
+
+def _threshold(raw: Mapping[str, Any], key: str, default: float, source: str) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise PolicyError(
+            f"{source}: thresholds.{key} must be a number >= 0",
+            field=f"thresholds.{key}",
+            value=value,
+        )
+    return float(value)
 
 
 def _list_of_str(raw: Mapping[str, Any], key: str, source: str) -> Sequence[str]:
@@ -192,6 +212,12 @@ def _parse_permissions(
         )
     permissions: dict[str, frozenset[str]] = {}
     for name, granted in raw.items():
+        if not isinstance(granted, list) or not granted:
+            raise PolicyError(
+                f"{source}: permissions.{name} must grant at least one role",
+                field=f"permissions.{name}",
+                value=granted,
+            )
         unknown = [r for r in granted if r not in roles]
         if unknown:
             raise PolicyError(

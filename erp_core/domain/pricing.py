@@ -57,13 +57,14 @@ def decide_price(
     if requested_unit_price <= 0:
         raise InvalidValue("unit_price", requested_unit_price, "must be > 0")
     unit_price = requested_unit_price.quantize(CENT, rounding=ROUND_HALF_UP)
-    discount = ((tier_price - unit_price) / tier_price * 100).quantize(CENT, rounding=ROUND_HALF_UP)
+    exact_discount = (tier_price - unit_price) / tier_price * 100
     return PriceDecision(
         list_price,
         tier_price,
         unit_price,
-        discount,
-        discount > approval_threshold_pct,
+        exact_discount.quantize(CENT, rounding=ROUND_HALF_UP),
+        # Judged on the exact discount: rounding first would let 10.004 % pass a 10 % threshold.
+        exact_discount > approval_threshold_pct,
         "override",
     )
 

@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from erp_core.db.models import (
     Customer,
@@ -59,7 +59,7 @@ from erp_core.services.common import (
 )
 from erp_core.services.exceptions import open_exception
 from erp_core.services.idempotency import run_idempotent, validate_key
-from erp_core.services.orders import DEFAULT_REPLENISH_DAYS, record_price
+from erp_core.services.orders import DEFAULT_REPLENISH_DAYS, split_line
 from erp_core.services.stock import (
     active_reservation,
     backordered_quantity,
@@ -67,6 +67,7 @@ from erp_core.services.stock import (
     lock_balances,
     pick_backlog,
     post,
+    release_backorders,
     reserve,
     scheduled_receipts,
     unreserve,
@@ -234,11 +235,15 @@ def _pick_line(
 ) -> ShortPick | None:
     """Put ``picked`` units of the line into the shipment; a shortfall is backordered."""
     short = line.quantity - picked
-    if short:
-        _keep_picked_reservation(uow, actor, now, line, picked, balance)
+    child = _split_short_pick(uow, actor, now, line, short, balance) if short else None
     uow.session.add(ShipmentLine(shipment_id=shipment.id, line_id=line.id, quantity=picked))
     transition(uow, actor, now, "order_line", line, LineState.PICKED, "pick", shipment=shipment.id)
-    return _backorder_shortfall(uow, actor, now, order, line, short) if short else None
+    if child is None:
+        return None
+    shortfall = _backorder_shortfall(uow, actor, now, order, line, child)
+    # Stock elsewhere in the location (another bin, a later receipt) serves the shortfall first.
+    release_backorders(uow, balance, actor, now)
+    return shortfall
 
 
 def _lock_pickable_lines(
@@ -342,20 +347,35 @@ def _weight_kg(uow: UnitOfWork, sku: str) -> Decimal:
     return product.weight_kg
 
 
-def _keep_picked_reservation(
+def _split_short_pick(
     uow: UnitOfWork,
     actor: Actor,
     now: datetime,
     line: OrderLine,
-    picked: int,
+    short: int,
     balance: InventoryBalance,
-) -> None:
-    """Shrink a short-picked line to what was found, its reservation with it (released and
-    reserved again through the ledger, so reserved stays the sum of active reservations)."""
+) -> OrderLine:
+    """Shrink a short-picked line to what was found (its reservation with it) and split the
+    shortfall off as a child line.
+
+    The units not found are written off on hand at once (kind ``pick_shortage``): left in the
+    books they would look free and a receipt could promise them to the next backorder before a
+    count corrects them.
+    """
     original = line.quantity
     unreserve(uow, balance, line, "short_pick", actor, now)
-    line.quantity = picked
+    child = split_line(uow, actor, now, line, short, "short_pick")
     reserve(uow, balance, line, actor, now)
+    post(
+        uow,
+        balance,
+        "on_hand",
+        -short,
+        kind="pick_shortage",
+        actor=actor,
+        now=now,
+        reference=("order_line", line.id),
+    )
     audit(
         uow,
         actor,
@@ -364,8 +384,9 @@ def _keep_picked_reservation(
         "order_line",
         line.id,
         original_quantity=original,
-        picked_quantity=picked,
+        picked_quantity=line.quantity,
     )
+    return child
 
 
 def _backorder_shortfall(
@@ -374,13 +395,26 @@ def _backorder_shortfall(
     now: datetime,
     order: SalesOrder,
     line: OrderLine,
-    short: int,
+    child: OrderLine,
 ) -> ShortPick:
     """The units a pick did not find, as a backordered child line with a promise and a shortage
     exception."""
     assert line.location_id is not None
+    short = child.quantity
     ready_on = _shortfall_ready_on(uow, line.sku, line.location_id, short, now)
-    child = _child_line(uow, actor, now, line, short, ready_on)
+    child.expected_ready_on = ready_on
+    transition(
+        uow,
+        actor,
+        now,
+        "order_line",
+        child,
+        LineState.BACKORDERED,
+        "backorder",
+        location_id=child.location_id,
+        ready_on=ready_on,
+        reason="short_pick",
+    )
     promise = _promise(uow, child, ready_on, now)
     uow.session.add(
         LinePromise(
@@ -412,66 +446,6 @@ def _backorder_shortfall(
         },
     )
     return ShortPick(line.id, child.id, short, ready_on.isoformat(), case.id)
-
-
-def _child_line(
-    uow: UnitOfWork,
-    actor: Actor,
-    now: datetime,
-    line: OrderLine,
-    quantity: int,
-    ready_on: date,
-) -> OrderLine:
-    last_no = uow.session.execute(
-        select(func.max(OrderLine.line_no)).where(OrderLine.order_id == line.order_id)
-    ).scalar_one()
-    child = OrderLine(
-        order_id=line.order_id,
-        line_no=last_no + 1,
-        parent_line_id=line.id,
-        sku=line.sku,
-        quantity=quantity,
-        state=LineState.DRAFT,
-        location_id=line.location_id,
-        lane_id=line.lane_id,
-        requested_date=line.requested_date,
-        entered_at=line.entered_at,
-        expected_ready_on=ready_on,
-        list_price=line.list_price,
-        tier_price=line.tier_price,
-        unit_price=line.unit_price,
-        discount_pct=line.discount_pct,
-        price_approval_pending=False,
-    )
-    uow.session.add(child)
-    uow.session.flush()
-    audit(
-        uow,
-        actor,
-        now,
-        "split_line",
-        "order_line",
-        child.id,
-        to_state=LineState.DRAFT,
-        parent_line_id=line.id,
-        quantity=quantity,
-        reason="short_pick",
-    )
-    record_price(uow, child, "split", actor, now)
-    transition(uow, actor, now, "order_line", child, LineState.CONFIRMED, "confirm_line")
-    transition(
-        uow,
-        actor,
-        now,
-        "order_line",
-        child,
-        LineState.BACKORDERED,
-        "backorder",
-        location_id=child.location_id,
-        ready_on=ready_on,
-        reason="short_pick",
-    )
-    return child
 
 
 def _shortfall_ready_on(

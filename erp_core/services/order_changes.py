@@ -31,7 +31,7 @@ from erp_core.domain.states import ApprovalStatus, ExceptionStatus, LineState
 from erp_core.policy import Actor
 from erp_core.services.common import audit, get_or_raise, parse_date, require_aware, transition
 from erp_core.services.exceptions import close_case, open_exception
-from erp_core.services.orders import Allocator, record_price
+from erp_core.services.orders import Allocator, record_price, split_line
 from erp_core.services.stock import (
     allocate_backorder,
     current_promise,
@@ -452,8 +452,12 @@ def override_allocation(
         uow.commit()
 
 
-def release_backorder(uow: UnitOfWork, actor: Actor, *, line_id: int, now: datetime) -> None:
-    """Reserve free stock for one backordered line now, ahead of the priority queue."""
+def release_backorder(uow: UnitOfWork, actor: Actor, *, line_id: int, now: datetime) -> list[int]:
+    """Reserve free stock for one backordered line now, ahead of the priority queue.
+
+    When less is free than the line needs, what is free is split off and allocated (it can ship
+    now) and the rest keeps waiting; returns the ids of the lines allocated.
+    """
     require_aware("now", now)
     with uow:
         uow.policy.require(actor, "release_backorder")
@@ -463,8 +467,40 @@ def release_backorder(uow: UnitOfWork, actor: Actor, *, line_id: int, now: datet
                 f"line {line.id} is {line.state}, not backordered", field="line_id", value=line.id
             )
         balance = lock_balance(uow, line.sku, line.location_id)
+        free = balance.on_hand - balance.reserved
+        if free <= 0:
+            raise Conflict(
+                f"nothing of {line.sku} is free at {line.location_id}",
+                field="line_id",
+                value=line.id,
+            )
+        if free < line.quantity:
+            waiting = split_line(uow, actor, now, line, line.quantity - free, "partial_release")
+            waiting.expected_ready_on = line.expected_ready_on
+            transition(
+                uow,
+                actor,
+                now,
+                "order_line",
+                waiting,
+                LineState.BACKORDERED,
+                "backorder",
+                reason="partial_release",
+            )
+            promise = current_promise(uow, line.id)
+            if promise is not None:
+                _add_promise(
+                    uow,
+                    waiting,
+                    promise.promised_ship_date,
+                    promise.promised_delivery_date,
+                    "partial_release",
+                    actor,
+                    now,
+                )
         allocate_backorder(uow, balance, line, actor, now, "release_backorder")
         uow.commit()
+        return [line.id]
 
 
 def change_promise(

@@ -348,6 +348,55 @@ def record_price(
     )
 
 
+def split_line(
+    uow: UnitOfWork, actor: Actor, now: datetime, line: OrderLine, quantity: int, reason: str
+) -> OrderLine:
+    """Split ``quantity`` units off ``line`` into a confirmed child line (same prices, location and
+    lane, ``parent_line_id`` set), so every line keeps one state; the caller decides the child's
+    next state. The family's quantities still add up to what was ordered."""
+    if not 0 < quantity < line.quantity:
+        raise InvalidValue("quantity", quantity, f"must be between 1 and {line.quantity - 1}")
+    last_no = uow.session.execute(
+        select(func.max(OrderLine.line_no)).where(OrderLine.order_id == line.order_id)
+    ).scalar_one()
+    line.quantity -= quantity
+    child = OrderLine(
+        order_id=line.order_id,
+        line_no=last_no + 1,
+        parent_line_id=line.id,
+        sku=line.sku,
+        quantity=quantity,
+        state=LineState.DRAFT,
+        location_id=line.location_id,
+        lane_id=line.lane_id,
+        requested_date=line.requested_date,
+        entered_at=line.entered_at,
+        list_price=line.list_price,
+        tier_price=line.tier_price,
+        unit_price=line.unit_price,
+        discount_pct=line.discount_pct,
+        price_approval_pending=line.price_approval_pending,
+    )
+    uow.session.add(child)
+    uow.session.flush()
+    audit(
+        uow,
+        actor,
+        now,
+        "split_line",
+        "order_line",
+        child.id,
+        to_state=LineState.DRAFT,
+        parent_line_id=line.id,
+        quantity=quantity,
+        kept_quantity=line.quantity,
+        reason=reason,
+    )
+    record_price(uow, child, "split", actor, now)
+    transition(uow, actor, now, "order_line", child, LineState.CONFIRMED, "confirm_line")
+    return child
+
+
 def _request_discount_approval(
     uow: UnitOfWork,
     actor: Actor,
@@ -489,65 +538,11 @@ class Allocator:
         return exceptions
 
     def _split(self, line: OrderLine, plan: Sequence[Allocation]) -> list[OrderLine]:
-        if len(plan) == 1:
-            return [line]
-        original = line.quantity
-        line.quantity = plan[0].quantity
-        next_no = self.uow.session.execute(
-            select(func.max(OrderLine.line_no)).where(OrderLine.order_id == line.order_id)
-        ).scalar_one()
-        parts = [line]
-        for offset, part in enumerate(plan[1:], start=1):
-            child = OrderLine(
-                order_id=line.order_id,
-                line_no=next_no + offset,
-                parent_line_id=line.id,
-                sku=line.sku,
-                quantity=part.quantity,
-                state=LineState.DRAFT,
-                requested_date=line.requested_date,
-                entered_at=line.entered_at,
-                list_price=line.list_price,
-                tier_price=line.tier_price,
-                unit_price=line.unit_price,
-                discount_pct=line.discount_pct,
-                price_approval_pending=line.price_approval_pending,
-            )
-            self.uow.session.add(child)
-            self.uow.session.flush()
-            audit(
-                self.uow,
-                self.actor,
-                self.now,
-                "split_line",
-                "order_line",
-                child.id,
-                to_state=LineState.DRAFT,
-                parent_line_id=line.id,
-                quantity=part.quantity,
-            )
-            record_price(self.uow, child, "split", self.actor, self.now)
-            transition(
-                self.uow,
-                self.actor,
-                self.now,
-                "order_line",
-                child,
-                LineState.CONFIRMED,
-                "confirm_line",
-            )
-            parts.append(child)
-        audit(
-            self.uow,
-            self.actor,
-            self.now,
-            "split_line",
-            "order_line",
-            line.id,
-            original_quantity=original,
-            kept_quantity=line.quantity,
-        )
-        return parts
+        """The first part stays on the line; each further part becomes a child line."""
+        return [line] + [
+            split_line(self.uow, self.actor, self.now, line, part.quantity, "allocation")
+            for part in plan[1:]
+        ]
 
     def _apply(self, line: OrderLine, part: Allocation, balance: Any) -> list[int]:
         line.location_id = part.location

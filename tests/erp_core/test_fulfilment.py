@@ -237,7 +237,7 @@ def test_pick_pack_ship_deliver_moves_stock_out_and_records_each_milestone(
 
 
 def test_short_pick_ships_what_was_found_and_backorders_the_rest(world: UnitOfWork) -> None:
-    stock(world, "WIDGET", "WEST", 20)
+    stock(world, "WIDGET", "WEST", 10)
     captured = order(world, LineRequest("WIDGET", 10))
     (line,) = captured.lines
 
@@ -250,7 +250,8 @@ def test_short_pick_ships_what_was_found_and_backorders_the_rest(world: UnitOfWo
     assert (short.line_id, short.short_quantity) == (line.line_id, 4)
     # no purchase order is open: the supplier's 10-day lead time from today
     assert short.expected_ready_on == "2026-03-13"
-    assert balance(world, "WIDGET", "WEST") == (20, 6)
+    # The 4 units not found are written off on hand at once, so nobody else is promised them.
+    assert balance(world, "WIDGET", "WEST") == (6, 6)
 
     child = line_row(world, short.backorder_line_id)
     parent = line_row(world, line.line_id)
@@ -285,7 +286,7 @@ def test_short_pick_ships_what_was_found_and_backorders_the_rest(world: UnitOfWo
     assert "short_pick" in case.reasons
 
     ship_all(world, result.shipment_id)
-    assert balance(world, "WIDGET", "WEST") == (14, 0)
+    assert balance(world, "WIDGET", "WEST") == (0, 0)
     assert_ledger_matches_balances(world)
 
 
@@ -711,4 +712,19 @@ def test_eta_later_than_the_promise_opens_a_delivery_slip_for_customer_service(
             now=DELIVERED_AT,
             details={"eta": late_eta.isoformat()},
         )
+    assert_ledger_matches_balances(world)
+
+
+def test_short_pick_is_served_from_other_free_stock_at_the_location(world: UnitOfWork) -> None:
+    stock(world, "WIDGET", "WEST", 20)
+    captured = order(world, LineRequest("WIDGET", 10))
+    (line,) = captured.lines
+    result = pick(
+        world, LOGISTICS, order_id=captured.order_id, picks={line.line_id: 6}, now=PICKED_AT
+    )
+    (short,) = result.short_picks
+    child = line_row(world, short.backorder_line_id)
+    assert (child.quantity, child.state) == (4, "allocated")
+    # 20 counted - 4 not found = 16 on hand; 6 picked + 4 re-allocated are reserved.
+    assert balance(world, "WIDGET", "WEST") == (16, 10)
     assert_ledger_matches_balances(world)

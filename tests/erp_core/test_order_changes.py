@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import select
 
 from erp_core.db.models import (
-    ApprovalRequest,
     ExceptionCase,
     InventoryBalance,
     LinePromise,
@@ -207,10 +206,33 @@ def test_manual_backorder_release_needs_free_stock(world):
     line_id = captured.lines[0].line_id
     with pytest.raises(Conflict) as raised:
         release_backorder(world, PLANNER, line_id=line_id, now=LATER)
-    assert raised.value.field == "quantity"
-    # Stock found by a count is released to the waiting line by priority on its own...
+    assert raised.value.field == "line_id"
+    # Stock found by a count is released to the waiting line by priority on its own.
     stock(world, "WIDGET", "WEST", 3, at=LATER)
     assert line(world, line_id).state == "allocated"
+
+
+def test_planner_releases_what_is_free_and_the_rest_keeps_waiting(world):
+    captured = order(world, "C-GOLD", LineRequest("WIDGET", 5), allow_split=False)
+    line_id = captured.lines[0].line_id
+    stock(world, "WIDGET", "WEST", 3, at=LATER)  # too little for the whole line: not released
+    assert line(world, line_id).state == "backordered"
+    release_backorder(world, PLANNER, line_id=line_id, now=LATER)
+    with world:
+        family = (
+            world.session.execute(
+                select(OrderLine)
+                .where(OrderLine.order_id == captured.order_id)
+                .order_by(OrderLine.id)
+            )
+            .scalars()
+            .all()
+        )
+        assert all_violations(world.session) == []
+    assert [(row.quantity, row.state) for row in family] == [(3, "allocated"), (2, "backordered")]
+    assert family[1].parent_line_id == line_id
+    assert [p.reason for p in promises(world, family[1].id)] == ["partial_release"]
+    assert reserved(world, "WIDGET", "WEST") == 3
 
 
 def test_promise_change_is_a_new_row_and_the_first_promise_stays(world):

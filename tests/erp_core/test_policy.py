@@ -363,11 +363,6 @@ def test_thresholds_default_when_absent() -> None:
     assert parsed.calendar.holidays == frozenset()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parse_policy accepts a permission granted to no role (approve_discount = []), "
-    "although PERMISSIONS says the file must grant each to at least one role",
-)
 def test_permission_granted_to_nobody_is_refused() -> None:
     raw = raw_default()
     raw["permissions"]["approve_discount"] = []
@@ -375,11 +370,6 @@ def test_permission_granted_to_nobody_is_refused() -> None:
     assert error.field == "permissions.approve_discount"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a threshold that is not a number escapes as decimal.InvalidOperation / ValueError "
-    "instead of a PolicyError naming thresholds.<key>",
-)
 @pytest.mark.parametrize(
     "key", ["discount_approval_pct", "late_risk_probability", "margin_anomaly_score"]
 )
@@ -390,12 +380,6 @@ def test_bad_threshold_is_a_policy_error(key: str) -> None:
     assert error.field == f"thresholds.{key}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the catch-all check only looks at `type`: a last rule without a type but with "
-    "customer_tiers passes parse_policy, then Policy.route raises PolicyError at run time "
-    "for any exception it does not match",
-)
 def test_conditional_last_rule_is_not_a_catch_all() -> None:
     raw = raw_default()
     raw["routing"][-1]["customer_tiers"] = ["platinum"]

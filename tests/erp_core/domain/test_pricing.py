@@ -136,12 +136,6 @@ def test_zero_threshold_needs_approval_for_any_discount() -> None:
     assert decide(10, "9.00", threshold=Decimal(0)).needs_approval is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decide_price compares the discount rounded to cents with the threshold, so a "
-    "discount of 10.0045 % (tier 200.01, requested 180.00) rounds to 10.00 and escapes the "
-    "'strictly beyond 10 %' approval rule",
-)
 def test_discount_just_beyond_threshold_needs_approval_despite_rounding() -> None:
     decision = decide_price(
         list_price=Decimal("250.00"),
