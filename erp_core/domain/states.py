@@ -1,8 +1,8 @@
 """Every state machine of the core, declared as data and enforced in one function.
 
 An order line moves ``draft -> confirmed -> (credit_hold | backordered | allocated) -> picked ->
-packed -> shipped -> delivered``, and may be ``cancelled`` before it ships or ``returned`` after it
-is delivered. A backordered line becomes allocated when stock is reserved for it (a receipt, a
+packed -> shipped -> delivered``, and may be ``cancelled`` until it is picked or ``returned`` after
+it is delivered. A backordered line becomes allocated when stock is reserved for it (a receipt, a
 transfer, a manual release); an allocated line can fall back to backordered when a cycle count or an
 allocation override takes its stock away.
 """

@@ -15,9 +15,12 @@ from erp_core.db.models import (
     InventoryMovement,
     LineStateChange,
     OrderLine,
+    PurchaseOrder,
+    PurchaseOrderLine,
     Reservation,
+    Transfer,
 )
-from erp_core.domain.states import LineState
+from erp_core.domain.states import LineState, PurchaseOrderStatus, TransferStatus
 
 RESERVING_STATES = frozenset({LineState.ALLOCATED, LineState.PICKED, LineState.PACKED})
 
@@ -72,6 +75,39 @@ def stock_violations(session: Session) -> list[str]:
                 f"{active.get((b.sku, b.location_id), 0)}"
             )
     return problems
+
+
+def on_order_violations(session: Session) -> list[str]:
+    """On order must equal what is still to come: open purchase-order quantities plus transfers
+    in transit, per SKU and location."""
+    expected: dict[tuple[str, str], int] = {}
+    open_po = session.execute(
+        select(
+            PurchaseOrderLine.sku,
+            PurchaseOrder.location_id,
+            func.sum(PurchaseOrderLine.quantity - PurchaseOrderLine.received_quantity),
+        )
+        .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+        .where(
+            PurchaseOrder.status.in_(
+                [PurchaseOrderStatus.OPEN, PurchaseOrderStatus.PARTIALLY_RECEIVED]
+            )
+        )
+        .group_by(PurchaseOrderLine.sku, PurchaseOrder.location_id)
+    )
+    in_transit = session.execute(
+        select(Transfer.sku, Transfer.to_location_id, func.sum(Transfer.quantity))
+        .where(Transfer.status == TransferStatus.IN_TRANSIT)
+        .group_by(Transfer.sku, Transfer.to_location_id)
+    )
+    for sku, location_id, quantity in [*open_po, *in_transit]:
+        expected[(sku, location_id)] = expected.get((sku, location_id), 0) + int(quantity)
+    return [
+        f"{b.sku}@{b.location_id} on order {b.on_order} but "
+        f"{expected.get((b.sku, b.location_id), 0)} is open on POs and transfers"
+        for b in session.execute(select(InventoryBalance)).scalars()
+        if b.on_order != expected.get((b.sku, b.location_id), 0)
+    ]
 
 
 def reservation_violations(session: Session) -> list[str]:
@@ -148,6 +184,7 @@ def all_violations(session: Session) -> list[str]:
     return [
         *ledger_violations(session),
         *stock_violations(session),
+        *on_order_violations(session),
         *reservation_violations(session),
         *audit_violations(session),
     ]
