@@ -14,11 +14,11 @@ from sqlalchemy import func, select
 from sqlalchemy.pool import NullPool
 
 from erp_core.db.engine import make_engine, make_session_factory
-from erp_core.db.models import InventoryBalance, OrderLine
+from erp_core.db.models import OrderLine
 from erp_core.db.uow import UnitOfWork
-from erp_core.services.integrity import all_violations
 from erp_core.services.orders import LineRequest, capture_order
 from tests.conftest import SALES, T0, stock
+from tests.erp_core.support import assert_books_balance, balance, count
 
 WORKERS = 16
 LAST_UNITS = 10
@@ -73,12 +73,11 @@ def test_sixteen_workers_racing_for_the_last_ten_units_never_oversell(world, db_
     assert errors == []
     assert Counter(results) == {"allocated": LAST_UNITS, "backordered": WORKERS - LAST_UNITS}
     with world:
-        balance = world.session.get(InventoryBalance, ("WIDGET", "WEST"))
         allocated_units = world.session.execute(
             select(func.sum(OrderLine.quantity)).where(OrderLine.state == "allocated")
         ).scalar_one()
-        assert all_violations(world.session) == []
-    assert (balance.on_hand, balance.reserved) == (LAST_UNITS, LAST_UNITS)
+    assert_books_balance(world)
+    assert balance(world, "WIDGET", "WEST") == (LAST_UNITS, LAST_UNITS, 0)
     assert allocated_units == LAST_UNITS
 
 
@@ -98,7 +97,4 @@ def test_concurrent_retries_with_one_idempotency_key_create_one_order(world, db_
     results, errors = race(db_url, world.policy, retry)
     assert errors == []
     assert len(set(results)) == 1
-    with world:
-        balance = world.session.get(InventoryBalance, ("WIDGET", "WEST"))
-        lines = world.session.execute(select(func.count(OrderLine.id))).scalar_one()
-    assert (balance.reserved, lines) == (2, 1)
+    assert (balance(world, "WIDGET", "WEST").reserved, count(world, OrderLine)) == (2, 1)

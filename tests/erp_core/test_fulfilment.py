@@ -8,12 +8,11 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from erp_core.db.models import (
     AuditEntry,
     ExceptionCase,
-    InventoryBalance,
     InventoryMovement,
     Lane,
     LinePromise,
@@ -43,6 +42,7 @@ from erp_core.services.fulfilment import (
 )
 from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
 from tests.conftest import ADMIN, LOGISTICS, SALES, SERVICE, T0, stock
+from tests.erp_core.support import assert_books_balance, balance, count, line_row
 
 PICKED_AT = T0 + timedelta(hours=1)
 PACKED_AT = T0 + timedelta(hours=2)
@@ -67,24 +67,6 @@ def scalar(uow: UnitOfWork, statement: Any) -> Any:
         return uow.session.execute(statement).scalar_one()
 
 
-def count(uow: UnitOfWork, model: Any, *where: Any) -> int:
-    return int(scalar(uow, select(func.count()).select_from(model).where(*where)))
-
-
-def balance(uow: UnitOfWork, sku: str, location_id: str) -> tuple[int, int]:
-    with uow:
-        row = uow.session.get(InventoryBalance, (sku, location_id))
-        assert row is not None
-        return row.on_hand, row.reserved
-
-
-def line_row(uow: UnitOfWork, line_id: int) -> OrderLine:
-    with uow:
-        line = uow.session.get(OrderLine, line_id)
-        assert line is not None
-        return line
-
-
 def write_counts(uow: UnitOfWork) -> dict[str, int]:
     """Rows of every table a fulfilment act writes to."""
     tables = (
@@ -97,43 +79,6 @@ def write_counts(uow: UnitOfWork) -> dict[str, int]:
         Reservation,
     )
     return {model.__name__: count(uow, model) for model in tables}
-
-
-def assert_ledger_matches_balances(uow: UnitOfWork) -> None:
-    """Every balance bucket equals the sum of its ledger movements; reserved equals the active
-    reservations."""
-    with uow:
-        session = uow.session
-        ledger = {
-            (sku, loc, bucket): int(total)
-            for sku, loc, bucket, total in session.execute(
-                select(
-                    InventoryMovement.sku,
-                    InventoryMovement.location_id,
-                    InventoryMovement.bucket,
-                    func.sum(InventoryMovement.quantity),
-                ).group_by(
-                    InventoryMovement.sku, InventoryMovement.location_id, InventoryMovement.bucket
-                )
-            )
-        }
-        active = dict(
-            session.execute(
-                select(
-                    Reservation.sku + "@" + Reservation.location_id, func.sum(Reservation.quantity)
-                )
-                .where(Reservation.released_at.is_(None))
-                .group_by(Reservation.sku, Reservation.location_id)
-            ).all()
-        )
-        balances = session.execute(select(InventoryBalance)).scalars().all()
-        assert balances
-        for row in balances:
-            for bucket in ("on_hand", "reserved", "on_order"):
-                expected = ledger.get((row.sku, row.location_id, bucket), 0)
-                assert getattr(row, bucket) == expected, (row.sku, row.location_id, bucket)
-            assert row.reserved == int(active.get(f"{row.sku}@{row.location_id}", 0))
-            assert 0 <= row.reserved <= row.on_hand
 
 
 # --- happy path --------------------------------------------------------------------------------
@@ -156,7 +101,7 @@ def test_pick_pack_ship_deliver_moves_stock_out_and_records_each_milestone(
     captured = order(world, LineRequest("WIDGET", 10))
     (line,) = captured.lines
     assert (line.state, line.location_id) == ("allocated", "WEST")
-    assert balance(world, "WIDGET", "WEST") == (20, 10)
+    assert balance(world, "WIDGET", "WEST") == (20, 10, 0)
 
     picked = pick_all(world, captured)
     assert picked.status == "picked"
@@ -166,7 +111,7 @@ def test_pick_pack_ship_deliver_moves_stock_out_and_records_each_milestone(
         (line.line_id, 10, "picked")
     ]
     assert picked.short_picks == ()
-    assert balance(world, "WIDGET", "WEST") == (20, 10)  # picking moves nothing in the ledger
+    assert balance(world, "WIDGET", "WEST") == (20, 10, 0)  # picking moves nothing in the ledger
 
     sid = picked.shipment_id
     packed = pack(world, LOGISTICS, shipment_id=sid, occurred_at=PACKED_AT, now=PACKED_AT)
@@ -174,7 +119,7 @@ def test_pick_pack_ship_deliver_moves_stock_out_and_records_each_milestone(
 
     shipped = ship(world, LOGISTICS, shipment_id=sid, occurred_at=SHIPPED_AT, now=SHIPPED_AT)
     assert (shipped.status, shipped.lines[0].state) == ("shipped", "shipped")
-    assert balance(world, "WIDGET", "WEST") == (10, 0)
+    assert balance(world, "WIDGET", "WEST") == (10, 0, 0)
     with world:
         movements = world.session.execute(
             select(InventoryMovement.bucket, InventoryMovement.quantity).where(
@@ -200,7 +145,7 @@ def test_pick_pack_ship_deliver_moves_stock_out_and_records_each_milestone(
         freight_cost="63.50",
     )
     assert (delivered.status, delivered.lines[0].state) == ("delivered", "delivered")
-    assert balance(world, "WIDGET", "WEST") == (10, 0)
+    assert balance(world, "WIDGET", "WEST") == (10, 0, 0)
 
     with world:
         shipment = world.session.get(Shipment, sid)
@@ -230,7 +175,7 @@ def test_pick_pack_ship_deliver_moves_stock_out_and_records_each_milestone(
         ("shipped", SHIPPED_AT),
         ("delivered", DELIVERED_AT),
     ]
-    assert_ledger_matches_balances(world)
+    assert_books_balance(world)
 
 
 # --- short picks and split shipments -----------------------------------------------------------
@@ -251,7 +196,7 @@ def test_short_pick_ships_what_was_found_and_backorders_the_rest(world: UnitOfWo
     # no purchase order is open: the supplier's 10-day lead time from today
     assert short.expected_ready_on == "2026-03-13"
     # The 4 units not found are written off on hand at once, so nobody else is promised them.
-    assert balance(world, "WIDGET", "WEST") == (6, 6)
+    assert balance(world, "WIDGET", "WEST") == (6, 6, 0)
 
     child = line_row(world, short.backorder_line_id)
     parent = line_row(world, line.line_id)
@@ -286,8 +231,8 @@ def test_short_pick_ships_what_was_found_and_backorders_the_rest(world: UnitOfWo
     assert "short_pick" in case.reasons
 
     ship_all(world, result.shipment_id)
-    assert balance(world, "WIDGET", "WEST") == (0, 0)
-    assert_ledger_matches_balances(world)
+    assert balance(world, "WIDGET", "WEST") == (0, 0, 0)
+    assert_books_balance(world)
 
 
 def ship_all(uow: UnitOfWork, shipment_id: int) -> None:
@@ -330,9 +275,9 @@ def test_one_order_leaves_in_two_shipments_from_two_locations(world: UnitOfWork)
             .all()
         )
         assert sorted(s.status for s in shipments) == ["shipped", "shipped"]
-    assert balance(world, "GADGET", "WEST") == (0, 0)
-    assert balance(world, "GADGET", "EAST") == (2, 0)
-    assert_ledger_matches_balances(world)
+    assert balance(world, "GADGET", "WEST") == (0, 0, 0)
+    assert balance(world, "GADGET", "EAST") == (2, 0, 0)
+    assert_books_balance(world)
 
 
 def test_lines_of_one_order_at_one_location_can_be_picked_into_separate_shipments(
@@ -353,9 +298,9 @@ def test_lines_of_one_order_at_one_location_can_be_picked_into_separate_shipment
         "shipped",
         "picked",
     )
-    assert balance(world, "WIDGET", "WEST") == (6, 0)
-    assert balance(world, "GADGET", "WEST") == (10, 2)
-    assert_ledger_matches_balances(world)
+    assert balance(world, "WIDGET", "WEST") == (6, 0, 0)
+    assert balance(world, "GADGET", "WEST") == (10, 2, 0)
+    assert_books_balance(world)
 
 
 # --- idempotency and illegal orders ------------------------------------------------------------
@@ -392,8 +337,8 @@ def test_shipment_event_retry_with_same_key_returns_first_result_and_writes_noth
     assert (first.replayed, retry.replayed) == (False, True)
     assert write_counts(world) == before
     assert count(world, ShipmentEvent, ShipmentEvent.event_type == "shipped") == 1
-    assert balance(world, "WIDGET", "WEST") == on_hand_reserved == (10, 0)
-    assert_ledger_matches_balances(world)
+    assert balance(world, "WIDGET", "WEST") == on_hand_reserved == (10, 0, 0)
+    assert_books_balance(world)
 
 
 def test_pick_retry_with_same_key_returns_the_same_shipment(world: UnitOfWork) -> None:
@@ -474,7 +419,7 @@ def test_a_milestone_out_of_order_is_illegal_and_writes_nothing(
     assert write_counts(world) == before
     assert line_row(world, captured.lines[0].line_id).state == "picked"
     assert scalar(world, select(Shipment.status).where(Shipment.id == sid)) == "picked"
-    assert balance(world, "WIDGET", "WEST") == (20, 10)
+    assert balance(world, "WIDGET", "WEST") == (20, 10, 0)
     # the failed attempt did not burn its key
     pack(
         world,
@@ -712,7 +657,7 @@ def test_eta_later_than_the_promise_opens_a_delivery_slip_for_customer_service(
             now=DELIVERED_AT,
             details={"eta": late_eta.isoformat()},
         )
-    assert_ledger_matches_balances(world)
+    assert_books_balance(world)
 
 
 def test_short_pick_is_served_from_other_free_stock_at_the_location(world: UnitOfWork) -> None:
@@ -726,5 +671,5 @@ def test_short_pick_is_served_from_other_free_stock_at_the_location(world: UnitO
     child = line_row(world, short.backorder_line_id)
     assert (child.quantity, child.state) == (4, "allocated")
     # 20 counted - 4 not found = 16 on hand; 6 picked + 4 re-allocated are reserved.
-    assert balance(world, "WIDGET", "WEST") == (16, 10)
-    assert_ledger_matches_balances(world)
+    assert balance(world, "WIDGET", "WEST") == (16, 10, 0)
+    assert_books_balance(world)

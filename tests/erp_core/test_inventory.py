@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from erp_core.db.models import CycleCount, ExceptionCase, InventoryBalance, OrderLine
+from erp_core.db.models import CycleCount, ExceptionCase, OrderLine
 from erp_core.domain.errors import InvalidValue, NotFound, PermissionDenied
-from erp_core.services.integrity import all_violations
 from erp_core.services.inventory import record_cycle_count
 from erp_core.services.orders import LineRequest, capture_order
 from tests.conftest import LOGISTICS, SALES, T0, stock
+from tests.erp_core.support import assert_books_balance, balance, row
 
 LATER = T0 + timedelta(hours=3)
 
@@ -23,12 +23,10 @@ def test_count_adjusts_on_hand_through_the_ledger(world):
         world, LOGISTICS, sku="WIDGET", location_id="WEST", counted_quantity=7, now=LATER
     )
     assert result.adjustment == -3
-    with world:
-        balance = world.session.get(InventoryBalance, ("WIDGET", "WEST"))
-        count = world.session.get(CycleCount, result.cycle_count_id)
-        assert all_violations(world.session) == []
-    assert balance.on_hand == 7
-    assert (count.system_quantity, count.counted_quantity) == (10, 7)
+    counted = row(world, CycleCount, result.cycle_count_id)
+    assert_books_balance(world)
+    assert balance(world, "WIDGET", "WEST").on_hand == 7
+    assert (counted.system_quantity, counted.counted_quantity) == (10, 7)
 
 
 def test_count_below_reservations_backorders_the_lowest_priority_line(world):
@@ -48,11 +46,10 @@ def test_count_below_reservations_backorders_the_lowest_priority_line(world):
         case = world.session.execute(
             select(ExceptionCase).where(ExceptionCase.line_id == bronze.lines[0].line_id)
         ).scalar_one()
-        balance = world.session.get(InventoryBalance, ("WIDGET", "WEST"))
-        assert all_violations(world.session) == []
+    assert_books_balance(world)
     assert states == {gold.lines[0].line_id: "allocated", bronze.lines[0].line_id: "backordered"}
     assert case.type == "shortage" and "cycle_count_shortage" in case.reasons
-    assert (balance.on_hand, balance.reserved) == (6, 5)
+    assert balance(world, "WIDGET", "WEST") == (6, 5, 0)
 
 
 def test_count_above_system_quantity_releases_backorders(world):

@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from erp_core.db.models import (
     ExceptionCase,
-    InventoryBalance,
     LinePromise,
     OrderLine,
     PriceDecision,
@@ -30,19 +29,13 @@ from erp_core.services.order_changes import (
 )
 from erp_core.services.orders import LineRequest, capture_order
 from tests.conftest import ADMIN, FINANCE, LOGISTICS, PLANNER, SALES, SERVICE, T0, stock
+from tests.erp_core.support import assert_books_balance, balance, line_row
 
 LATER = T0 + timedelta(hours=2)
 
 
 def order(uow: UnitOfWork, customer: str, *lines: LineRequest, **kwargs):
     return capture_order(uow, SALES, customer_id=customer, lines=list(lines), now=T0, **kwargs)
-
-
-def line(uow: UnitOfWork, line_id: int) -> OrderLine:
-    with uow:
-        row = uow.session.get(OrderLine, line_id)
-        assert row is not None
-        return row
 
 
 def promises(uow: UnitOfWork, line_id: int) -> list[LinePromise]:
@@ -54,13 +47,6 @@ def promises(uow: UnitOfWork, line_id: int) -> list[LinePromise]:
         )
 
 
-def reserved(uow: UnitOfWork, sku: str, location: str) -> int:
-    with uow:
-        row = uow.session.get(InventoryBalance, (sku, location))
-        assert row is not None
-        return row.reserved
-
-
 def test_finance_approves_a_discount_and_closes_its_exception(world):
     stock(world, "WIDGET", "WEST", 10)
     captured = order(world, "C-GOLD", LineRequest("WIDGET", 2, unit_price="7.00"))
@@ -68,7 +54,7 @@ def test_finance_approves_a_discount_and_closes_its_exception(world):
         world, FINANCE, approval_id=captured.approval_ids[0], approve=True, now=LATER
     )
     assert decision.status == "approved"
-    approved = line(world, captured.lines[0].line_id)
+    approved = line_row(world, captured.lines[0].line_id)
     assert not approved.price_approval_pending
     assert approved.unit_price == Decimal("7.00")
     with world:
@@ -90,7 +76,7 @@ def test_rejected_discount_falls_back_to_the_tier_price(world):
     stock(world, "WIDGET", "WEST", 10)
     captured = order(world, "C-GOLD", LineRequest("WIDGET", 2, unit_price="7.00"))
     decide_approval(world, FINANCE, approval_id=captured.approval_ids[0], approve=False, now=LATER)
-    rejected = line(world, captured.lines[0].line_id)
+    rejected = line_row(world, captured.lines[0].line_id)
     assert (rejected.unit_price, rejected.discount_pct) == (Decimal("9.00"), Decimal("0"))
     assert not rejected.price_approval_pending
 
@@ -151,8 +137,8 @@ def test_released_credit_hold_allocates_the_lines(world):
     with pytest.raises(PermissionDenied):
         release_credit_hold(world, SALES, order_id=held.order_id, now=LATER)
     released = release_credit_hold(world, FINANCE, order_id=held.order_id, now=LATER)
-    assert line(world, released[0]).state == "allocated"
-    assert reserved(world, "WIDGET", "WEST") == 11
+    assert line_row(world, released[0]).state == "allocated"
+    assert balance(world, "WIDGET", "WEST").reserved == 11
     with world:
         case = world.session.get(ExceptionCase, held.exception_ids[0])
     assert case.status == "resolved"
@@ -164,11 +150,10 @@ def test_cancelled_line_gives_its_stock_to_the_waiting_backorder(world):
     waiting = order(world, "C-GOLD", LineRequest("WIDGET", 5), allow_split=False)
     assert waiting.lines[0].state == "backordered"
     cancel_order_lines(world, SERVICE, order_id=first.order_id, now=LATER)
-    assert line(world, first.lines[0].line_id).state == "cancelled"
-    assert line(world, waiting.lines[0].line_id).state == "allocated"
-    assert reserved(world, "WIDGET", "WEST") == 5
-    with world:
-        assert all_violations(world.session) == []
+    assert line_row(world, first.lines[0].line_id).state == "cancelled"
+    assert line_row(world, waiting.lines[0].line_id).state == "allocated"
+    assert balance(world, "WIDGET", "WEST").reserved == 5
+    assert_books_balance(world)
 
 
 def test_cancel_refuses_a_line_of_another_order(world):
@@ -195,10 +180,9 @@ def test_planner_overrides_allocation_in_favour_of_a_backorder(world):
     with pytest.raises(PermissionDenied):
         override_allocation(world, SALES, **args)
     override_allocation(world, PLANNER, **args)
-    assert line(world, gold.lines[0].line_id).state == "allocated"
-    assert line(world, bronze.lines[0].line_id).state == "backordered"
-    with world:
-        assert all_violations(world.session) == []
+    assert line_row(world, gold.lines[0].line_id).state == "allocated"
+    assert line_row(world, bronze.lines[0].line_id).state == "backordered"
+    assert_books_balance(world)
 
 
 def test_manual_backorder_release_needs_free_stock(world):
@@ -209,14 +193,14 @@ def test_manual_backorder_release_needs_free_stock(world):
     assert raised.value.field == "line_id"
     # Stock found by a count is released to the waiting line by priority on its own.
     stock(world, "WIDGET", "WEST", 3, at=LATER)
-    assert line(world, line_id).state == "allocated"
+    assert line_row(world, line_id).state == "allocated"
 
 
 def test_planner_releases_what_is_free_and_the_rest_keeps_waiting(world):
     captured = order(world, "C-GOLD", LineRequest("WIDGET", 5), allow_split=False)
     line_id = captured.lines[0].line_id
     stock(world, "WIDGET", "WEST", 3, at=LATER)  # too little for the whole line: not released
-    assert line(world, line_id).state == "backordered"
+    assert line_row(world, line_id).state == "backordered"
     release_backorder(world, PLANNER, line_id=line_id, now=LATER)
     with world:
         family = (
@@ -232,7 +216,7 @@ def test_planner_releases_what_is_free_and_the_rest_keeps_waiting(world):
     assert [(row.quantity, row.state) for row in family] == [(3, "allocated"), (2, "backordered")]
     assert family[1].parent_line_id == line_id
     assert [p.reason for p in promises(world, family[1].id)] == ["partial_release"]
-    assert reserved(world, "WIDGET", "WEST") == 3
+    assert balance(world, "WIDGET", "WEST").reserved == 3
 
 
 def test_promise_change_is_a_new_row_and_the_first_promise_stays(world):

@@ -6,12 +6,11 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from erp_core.db.models import (
     ApprovalRequest,
     ExceptionCase,
-    InventoryBalance,
     LinePromise,
     OrderLine,
     PriceDecision,
@@ -20,27 +19,15 @@ from erp_core.db.models import (
 )
 from erp_core.db.uow import UnitOfWork
 from erp_core.domain.errors import Conflict, InvalidValue, NotFound, PermissionDenied
-from erp_core.services.integrity import all_violations
 from erp_core.services.orders import LineRequest, capture_order
 from tests.conftest import FINANCE, LOGISTICS, SALES, T0, stock
+from tests.erp_core.support import assert_books_balance, balance, count, row
 
 
 def order(uow: UnitOfWork, customer: str = "C-GOLD", *lines: LineRequest, **kwargs):
     return capture_order(
         uow, SALES, customer_id=customer, lines=list(lines), now=kwargs.pop("now", T0), **kwargs
     )
-
-
-def count(uow: UnitOfWork, model) -> int:
-    with uow:
-        return uow.session.execute(select(func.count()).select_from(model)).scalar_one()
-
-
-def balance(uow: UnitOfWork, sku: str, location: str) -> InventoryBalance:
-    with uow:
-        row = uow.session.get(InventoryBalance, (sku, location))
-        assert row is not None
-        return row
 
 
 def test_tier_price_and_quantity_break_are_applied(world):
@@ -89,13 +76,8 @@ def test_credit_limit_is_inclusive_and_exceeding_it_holds_the_order(world):
     held = order(world, "C-SMALL", LineRequest("WIDGET", 1))  # exposure 100 + 10 > 100
     assert held.credit_hold
     assert [line.state for line in held.lines] == ["credit_hold"]
-    with world:
-        case = world.session.get(ExceptionCase, held.exception_ids[0])
-        reserved = world.session.execute(
-            select(func.count())
-            .select_from(Reservation)
-            .where(Reservation.line_id == held.lines[0].line_id)
-        ).scalar_one()
+    case = row(world, ExceptionCase, held.exception_ids[0])
+    reserved = count(world, Reservation, Reservation.line_id == held.lines[0].line_id)
     assert case.type == "credit_hold" and case.owner_role == "finance"
     assert reserved == 0
     assert balance(world, "WIDGET", "WEST").reserved == 10
@@ -253,5 +235,4 @@ def test_books_balance_after_a_day_of_orders(world):
     stock(world, "WIDGET", "EAST", 4)
     for customer, quantity in [("C-GOLD", 3), ("C-EAST", 5), ("C-BRONZE", 6), ("C-SMALL", 20)]:
         order(world, customer, LineRequest("WIDGET", quantity))
-    with world:
-        assert all_violations(world.session) == []
+    assert_books_balance(world)

@@ -12,7 +12,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
 
 from erp_core.db.models import AuditEntry, Product, PurchaseOrder
 from erp_core.db.uow import UnitOfWork
@@ -33,6 +32,7 @@ from erp_core.services.order_changes import (
 )
 from erp_core.services.orders import LineRequest, capture_order
 from tests.conftest import ADMIN, T0, stock
+from tests.erp_core.support import count
 
 POLICY = load_policy()
 LATER = T0 + timedelta(hours=1)
@@ -184,11 +184,6 @@ def scenario(uow: UnitOfWork, permission: str) -> Act:
     raise AssertionError(f"no scenario for {permission}")
 
 
-def audit_rows(uow: UnitOfWork) -> int:
-    with uow:
-        return uow.session.execute(select(func.count(AuditEntry.id))).scalar_one()
-
-
 GOVERNED = [p for p in PERMISSIONS if p != "work_exceptions"]
 
 
@@ -202,11 +197,11 @@ def test_each_act_is_allowed_exactly_for_the_roles_the_policy_grants(
     if POLICY.allows(role, permission):
         act(actor)
         return
-    before = audit_rows(sqlite_world)
+    before = count(sqlite_world, AuditEntry)
     with pytest.raises(PermissionDenied) as refused:
         act(actor)
     assert refused.value.role == role
-    assert audit_rows(sqlite_world) == before
+    assert count(sqlite_world, AuditEntry) == before
 
 
 # Exceptions are worked by the role that owns them (or admin): a type routed to each role.

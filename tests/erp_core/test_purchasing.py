@@ -7,11 +7,10 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 
 from erp_core.db.models import (
     AuditEntry,
-    InventoryBalance,
     InventoryMovement,
     OrderLine,
     PurchaseOrder,
@@ -29,45 +28,9 @@ from erp_core.services.purchasing import (
     receive_purchase_order_line,
 )
 from tests.conftest import ADMIN, LOGISTICS, PLANNER, SALES, T0
+from tests.erp_core.support import assert_books_balance, balance, count, line_row, row
 
 D0 = T0.date()  # Tuesday 2026-03-03
-
-
-def ledger_mismatches(uow: UnitOfWork) -> list[tuple[str, str, str, int, int]]:
-    """(sku, location, bucket, ledger sum, balance) wherever the ledger and the balance disagree."""
-    with uow:
-        sums = {
-            (sku, loc, bucket): int(total)
-            for sku, loc, bucket, total in uow.session.execute(
-                text(
-                    "SELECT sku, location_id, bucket, SUM(quantity) FROM inventory_movements "
-                    "GROUP BY sku, location_id, bucket"
-                )
-            )
-        }
-        rows = uow.session.execute(
-            text("SELECT sku, location_id, on_hand, reserved, on_order FROM inventory_balances")
-        ).all()
-    mismatches = []
-    for sku, loc, *values in rows:
-        for bucket, value in zip(("on_hand", "reserved", "on_order"), values, strict=True):
-            ledger = sums.pop((sku, loc, bucket), 0)
-            if ledger != value:
-                mismatches.append((sku, loc, bucket, ledger, value))
-    mismatches.extend((sku, loc, bucket, total, 0) for (sku, loc, bucket), total in sums.items())
-    return mismatches
-
-
-def balance(uow: UnitOfWork, sku: str = "WIDGET", location: str = "WEST") -> tuple[int, int, int]:
-    """(on hand, reserved, on order)."""
-    with uow:
-        row = uow.session.get(InventoryBalance, (sku, location))
-        return (row.on_hand, row.reserved, row.on_order) if row else (0, 0, 0)
-
-
-def count(uow: UnitOfWork, model: type) -> int:
-    with uow:
-        return uow.session.execute(select(func.count()).select_from(model)).scalar_one()
 
 
 def place(
@@ -99,20 +62,6 @@ def receive(uow: UnitOfWork, po_line_id: int, quantity: int, now=T0, actor: Acto
     )
 
 
-def line_state(uow: UnitOfWork, line_id: int) -> str:
-    with uow:
-        line = uow.session.get(OrderLine, line_id)
-        assert line is not None
-        return line.state
-
-
-def po_status(uow: UnitOfWork, purchase_order_id: int) -> str:
-    with uow:
-        order = uow.session.get(PurchaseOrder, purchase_order_id)
-        assert order is not None
-        return order.status
-
-
 def test_placing_a_po_puts_its_quantity_on_order_with_defaults_from_master_data(world):
     po_id = place(
         world,
@@ -138,7 +87,7 @@ def test_placing_a_po_puts_its_quantity_on_order_with_defaults_from_master_data(
         "open",
         "plan-1",
     )
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_backorder_captured_after_a_po_is_promised_from_the_po_expected_date(world):
@@ -154,7 +103,7 @@ def test_backorder_captured_after_a_po_is_promised_from_the_po_expected_date(wor
     assert line.promised_delivery_date == "2026-03-10"
     with world:
         assert world.session.get(OrderLine, line.line_id).expected_ready_on == date(2026, 3, 6)
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_receipt_serves_a_gold_backorder_before_an_earlier_bronze_one_then_the_next_serves_bronze(
@@ -176,18 +125,18 @@ def test_receipt_serves_a_gold_backorder_before_an_earlier_bronze_one_then_the_n
 
     first = receive(world, po_line, 5, now=T0 + timedelta(days=3))
     assert first.released_line_ids == [gold.line_id]
-    assert line_state(world, gold.line_id) == "allocated"
-    assert line_state(world, bronze.line_id) == "backordered"
+    assert line_row(world, gold.line_id).state == "allocated"
+    assert line_row(world, bronze.line_id).state == "backordered"
     assert first.purchase_order_status == "partially_received"
     assert balance(world) == (5, 5, 5)
 
     second = receive(world, po_line, 5, now=T0 + timedelta(days=4))
     assert second.released_line_ids == [bronze.line_id]
-    assert line_state(world, bronze.line_id) == "allocated"
+    assert line_row(world, bronze.line_id).state == "allocated"
     assert second.purchase_order_status == "received"
-    assert po_status(world, po_id) == "received"
+    assert row(world, PurchaseOrder, po_id).status == "received"
     assert balance(world) == (10, 10, 0)
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_partial_receipt_keeps_po_partially_received_and_records_lead_time_and_lateness(world):
@@ -217,11 +166,11 @@ def test_partial_receipt_keeps_po_partially_received_and_records_lead_time_and_l
     assert widget.received_quantity == 10
     assert balance(world, "WIDGET") == (10, 0, 0)
     assert balance(world, "GADGET") == (0, 0, 2)
-    assert po_status(world, po_id) == "partially_received"
+    assert row(world, PurchaseOrder, po_id).status == "partially_received"
 
     last = receive(world, gadget_line, 2, now=T0 + timedelta(days=6))
     assert last.purchase_order_status == "received"
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 @pytest.mark.parametrize("quantity", [11, 0, -1, "many"])
@@ -236,8 +185,8 @@ def test_over_receipt_or_bad_quantity_is_refused_with_nothing_written(world, qua
         before
     )
     assert balance(world) == (0, 0, 10)
-    assert po_status(world, po_id) == "open"
-    assert ledger_mismatches(world) == []
+    assert row(world, PurchaseOrder, po_id).status == "open"
+    assert_books_balance(world)
 
 
 def test_receiving_more_than_what_is_still_open_is_refused_after_a_partial_receipt(world):
@@ -248,7 +197,7 @@ def test_receiving_more_than_what_is_still_open_is_refused_after_a_partial_recei
         receive(world, po_line, 5)
     assert count(world, Receipt) == 1
     assert balance(world) == (6, 0, 4)
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_unknown_references_and_bad_lines_are_named_and_nothing_is_placed(world):
@@ -282,13 +231,13 @@ def test_cancelling_an_open_po_takes_its_quantity_off_order_and_blocks_receipts(
     po_id = place(world, PurchaseLineRequest("WIDGET", 10), PurchaseLineRequest("GADGET", 3))
     widget_line, _ = po_line_ids(world, po_id)
     cancel_purchase_order(world, PLANNER, purchase_order_id=po_id, now=T0, reason="wrong supplier")
-    assert po_status(world, po_id) == "cancelled"
+    assert row(world, PurchaseOrder, po_id).status == "cancelled"
     assert balance(world, "WIDGET") == (0, 0, 0)
     assert balance(world, "GADGET") == (0, 0, 0)
     with pytest.raises(Conflict) as refused:
         receive(world, widget_line, 1)
     assert refused.value.field == "purchase_order_line_id"
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 @pytest.mark.parametrize(
@@ -319,7 +268,7 @@ def test_receiving_goods_needs_receive_goods(world, actor, allowed):
             receive(world, po_line, 2, actor=actor)
         assert count(world, Receipt) == 0
         assert balance(world) == (0, 0, 2)
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_a_receipt_dated_before_the_po_was_placed_is_refused(world):

@@ -6,14 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 
 from erp_core.db.models import (
     AuditEntry,
-    InventoryBalance,
     InventoryMovement,
     LineStateChange,
-    OrderLine,
     ReturnOrder,
 )
 from erp_core.db.uow import UnitOfWork
@@ -23,62 +21,12 @@ from erp_core.services.fulfilment import deliver, pack, pick, ship
 from erp_core.services.orders import LineRequest, capture_order
 from erp_core.services.returns import authorise_return, dispose_return, receive_return
 from tests.conftest import LOGISTICS, SALES, SERVICE, T0, stock
+from tests.erp_core.support import assert_books_balance, balance, count, line_row, row
 
 DELIVERED_AT = T0 + timedelta(days=1)
 AUTHORISED_AT = T0 + timedelta(days=3)
 RECEIVED_AT = T0 + timedelta(days=5)
 DISPOSED_AT = T0 + timedelta(days=6)
-
-
-def ledger_mismatches(uow: UnitOfWork) -> list[tuple[str, str, str, int, int]]:
-    """(sku, location, bucket, ledger sum, balance) wherever the ledger and the balance disagree."""
-    with uow:
-        sums = {
-            (sku, loc, bucket): int(total)
-            for sku, loc, bucket, total in uow.session.execute(
-                text(
-                    "SELECT sku, location_id, bucket, SUM(quantity) FROM inventory_movements "
-                    "GROUP BY sku, location_id, bucket"
-                )
-            )
-        }
-        rows = uow.session.execute(
-            text("SELECT sku, location_id, on_hand, reserved, on_order FROM inventory_balances")
-        ).all()
-    mismatches = []
-    for sku, loc, *values in rows:
-        for bucket, value in zip(("on_hand", "reserved", "on_order"), values, strict=True):
-            ledger = sums.pop((sku, loc, bucket), 0)
-            if ledger != value:
-                mismatches.append((sku, loc, bucket, ledger, value))
-    mismatches.extend((sku, loc, bucket, total, 0) for (sku, loc, bucket), total in sums.items())
-    return mismatches
-
-
-def balance(uow: UnitOfWork, sku: str = "WIDGET", location: str = "WEST") -> tuple[int, int, int]:
-    """(on hand, reserved, on order)."""
-    with uow:
-        row = uow.session.get(InventoryBalance, (sku, location))
-        return (row.on_hand, row.reserved, row.on_order) if row else (0, 0, 0)
-
-
-def count(uow: UnitOfWork, model: type) -> int:
-    with uow:
-        return uow.session.execute(select(func.count()).select_from(model)).scalar_one()
-
-
-def line_state(uow: UnitOfWork, line_id: int) -> str:
-    with uow:
-        line = uow.session.get(OrderLine, line_id)
-        assert line is not None
-        return line.state
-
-
-def rma(uow: UnitOfWork, return_id: int) -> ReturnOrder:
-    with uow:
-        row = uow.session.get(ReturnOrder, return_id)
-        assert row is not None
-        return row
 
 
 def delivered_line(uow: UnitOfWork, quantity: int = 5, on_hand: int = 10) -> int:
@@ -100,7 +48,7 @@ def delivered_line(uow: UnitOfWork, quantity: int = 5, on_hand: int = 10) -> int
         occurred_at=DELIVERED_AT,
         now=DELIVERED_AT,
     )
-    assert line_state(uow, line_id) == "delivered"
+    assert line_row(uow, line_id).state == "delivered"
     return line_id
 
 
@@ -125,26 +73,26 @@ def test_restocked_return_goes_back_on_hand_releases_a_backorder_and_the_line_is
     assert waiting.state == "backordered"
 
     return_id = authorise(world, line_id, 3)
-    authorised = rma(world, return_id)
+    authorised = row(world, ReturnOrder, return_id)
     assert (authorised.status, authorised.location_id, authorised.quantity) == (
         "authorised",
         "WEST",
         3,
     )
-    assert line_state(world, line_id) == "delivered"
+    assert line_row(world, line_id).state == "delivered"
 
     receive_return(world, LOGISTICS, return_id=return_id, now=RECEIVED_AT)
-    assert rma(world, return_id).status == "received"
-    assert line_state(world, line_id) == "returned"
+    assert row(world, ReturnOrder, return_id).status == "received"
+    assert line_row(world, line_id).state == "returned"
     assert balance(world) == (0, 0, 0)  # received, not yet on hand
 
     released = dispose_return(
         world, LOGISTICS, return_id=return_id, disposition="restock", now=DISPOSED_AT
     )
     assert released == [waiting.line_id]
-    assert line_state(world, waiting.line_id) == "allocated"
+    assert line_row(world, waiting.line_id).state == "allocated"
     assert balance(world) == (3, 2, 0)
-    done = rma(world, return_id)
+    done = row(world, ReturnOrder, return_id)
     assert done.status == "restocked"
     assert (done.received_at, done.disposed_at) == (RECEIVED_AT, DISPOSED_AT)
     assert done.disposed_at - done.authorised_at == timedelta(days=3)  # return cycle time
@@ -165,7 +113,7 @@ def test_restocked_return_goes_back_on_hand_releases_a_backorder_and_the_line_is
         return_id,
     )
     assert tuple(history) == ("delivered", "returned", LOGISTICS.name)
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_scrapped_return_leaves_on_hand_unchanged(world):
@@ -178,12 +126,12 @@ def test_scrapped_return_leaves_on_hand_unchanged(world):
         world, LOGISTICS, return_id=return_id, disposition="scrap", now=DISPOSED_AT
     )
     assert released == []
-    assert rma(world, return_id).status == "scrapped"
-    assert rma(world, return_id).disposed_at == DISPOSED_AT
-    assert line_state(world, line_id) == "returned"
+    assert row(world, ReturnOrder, return_id).status == "scrapped"
+    assert row(world, ReturnOrder, return_id).disposed_at == DISPOSED_AT
+    assert line_row(world, line_id).state == "returned"
     assert balance(world) == (5, 0, 0)
     assert count(world, InventoryMovement) == movements
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_returning_more_than_delivered_is_refused_across_partial_returns(world):
@@ -195,7 +143,7 @@ def test_returning_more_than_delivered_is_refused_across_partial_returns(world):
 
     first = authorise(world, line_id, 3)
     receive_return(world, LOGISTICS, return_id=first, now=RECEIVED_AT)
-    assert line_state(world, line_id) == "returned"
+    assert line_row(world, line_id).state == "returned"
     audits = count(world, AuditEntry)
     with pytest.raises(InvalidValue, match="only 2 of the 5 delivered units") as refused:
         authorise(world, line_id, 3, now=RECEIVED_AT)
@@ -205,18 +153,18 @@ def test_returning_more_than_delivered_is_refused_across_partial_returns(world):
     # The rest of the line may still come back; its receipt leaves the returned line as it is.
     second = authorise(world, line_id, 2, now=RECEIVED_AT)
     receive_return(world, LOGISTICS, return_id=second, now=DISPOSED_AT)
-    assert rma(world, second).status == "received"
-    assert line_state(world, line_id) == "returned"
-    with world:
-        returned = world.session.execute(
-            select(func.count()).where(
-                LineStateChange.line_id == line_id, LineStateChange.to_state == "returned"
-            )
-        ).scalar_one()
+    assert row(world, ReturnOrder, second).status == "received"
+    assert line_row(world, line_id).state == "returned"
+    returned = count(
+        world,
+        LineStateChange,
+        LineStateChange.line_id == line_id,
+        LineStateChange.to_state == "returned",
+    )
     assert returned == 1
     with pytest.raises(InvalidValue):
         authorise(world, line_id, 1, now=DISPOSED_AT)
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_a_line_not_yet_delivered_cannot_be_returned(world):
@@ -247,7 +195,7 @@ def test_a_return_is_received_before_disposal_and_disposed_once(world):
     with pytest.raises(IllegalTransition):
         receive_return(world, LOGISTICS, return_id=return_id, now=DISPOSED_AT)
     assert balance(world) == (6, 0, 0)
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 @pytest.mark.parametrize(
@@ -256,7 +204,8 @@ def test_a_return_is_received_before_disposal_and_disposed_once(world):
 def test_authorising_a_return_needs_authorise_return(world, actor, allowed):
     line_id = delivered_line(world)
     if allowed:
-        assert rma(world, authorise(world, line_id, 1, actor=actor)).authorised_by == actor.name
+        return_id = authorise(world, line_id, 1, actor=actor)
+        assert row(world, ReturnOrder, return_id).authorised_by == actor.name
     else:
         with pytest.raises(PermissionDenied) as refused:
             authorise(world, line_id, 1, actor=actor)
@@ -273,20 +222,20 @@ def test_receiving_and_disposing_a_return_need_receive_return(world, actor, allo
     if allowed:
         receive_return(world, actor, return_id=return_id, now=RECEIVED_AT)
         dispose_return(world, actor, return_id=return_id, disposition="restock", now=DISPOSED_AT)
-        assert rma(world, return_id).status == "restocked"
+        assert row(world, ReturnOrder, return_id).status == "restocked"
         assert balance(world) == (6, 0, 0)
     else:
         with pytest.raises(PermissionDenied):
             receive_return(world, actor, return_id=return_id, now=RECEIVED_AT)
-        assert rma(world, return_id).status == "authorised"
+        assert row(world, ReturnOrder, return_id).status == "authorised"
         receive_return(world, LOGISTICS, return_id=return_id, now=RECEIVED_AT)
         with pytest.raises(PermissionDenied):
             dispose_return(
                 world, actor, return_id=return_id, disposition="restock", now=DISPOSED_AT
             )
-        assert rma(world, return_id).status == "received"
+        assert row(world, ReturnOrder, return_id).status == "received"
         assert balance(world) == (5, 0, 0)
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_a_return_cannot_be_received_before_it_was_authorised(world):
@@ -297,5 +246,5 @@ def test_a_return_cannot_be_received_before_it_was_authorised(world):
             world, LOGISTICS, return_id=return_id, now=AUTHORISED_AT - timedelta(hours=1)
         )
     assert refused.value.field == "now"
-    assert rma(world, return_id).status == "authorised"
-    assert line_state(world, line_id) == "delivered"
+    assert row(world, ReturnOrder, return_id).status == "authorised"
+    assert line_row(world, line_id).state == "delivered"

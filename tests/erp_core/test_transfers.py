@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import select
 
-from erp_core.db.models import AuditEntry, InventoryBalance, InventoryMovement, OrderLine, Transfer
+from erp_core.db.models import AuditEntry, InventoryMovement, OrderLine, Transfer
 from erp_core.db.uow import UnitOfWork
 from erp_core.domain.atp import ScheduledReceipt
 from erp_core.domain.errors import Conflict, IllegalTransition, InvalidValue, PermissionDenied
@@ -17,43 +17,7 @@ from erp_core.services.orders import LineRequest, capture_order
 from erp_core.services.stock import scheduled_receipts
 from erp_core.services.transfers import receive_transfer, send_transfer
 from tests.conftest import LOGISTICS, PLANNER, SALES, SERVICE, T0, stock
-
-
-def ledger_mismatches(uow: UnitOfWork) -> list[tuple[str, str, str, int, int]]:
-    """(sku, location, bucket, ledger sum, balance) wherever the ledger and the balance disagree."""
-    with uow:
-        sums = {
-            (sku, loc, bucket): int(total)
-            for sku, loc, bucket, total in uow.session.execute(
-                text(
-                    "SELECT sku, location_id, bucket, SUM(quantity) FROM inventory_movements "
-                    "GROUP BY sku, location_id, bucket"
-                )
-            )
-        }
-        rows = uow.session.execute(
-            text("SELECT sku, location_id, on_hand, reserved, on_order FROM inventory_balances")
-        ).all()
-    mismatches = []
-    for sku, loc, *values in rows:
-        for bucket, value in zip(("on_hand", "reserved", "on_order"), values, strict=True):
-            ledger = sums.pop((sku, loc, bucket), 0)
-            if ledger != value:
-                mismatches.append((sku, loc, bucket, ledger, value))
-    mismatches.extend((sku, loc, bucket, total, 0) for (sku, loc, bucket), total in sums.items())
-    return mismatches
-
-
-def balance(uow: UnitOfWork, location: str, sku: str = "WIDGET") -> tuple[int, int, int]:
-    """(on hand, reserved, on order)."""
-    with uow:
-        row = uow.session.get(InventoryBalance, (sku, location))
-        return (row.on_hand, row.reserved, row.on_order) if row else (0, 0, 0)
-
-
-def count(uow: UnitOfWork, model: type) -> int:
-    with uow:
-        return uow.session.execute(select(func.count()).select_from(model)).scalar_one()
+from tests.erp_core.support import assert_books_balance, balance, count
 
 
 def send(
@@ -85,8 +49,8 @@ def test_transfer_moves_stock_and_releases_a_backorder_at_the_destination(world)
     stock(world, "WIDGET", "WEST", 10)
 
     transfer_id = send(world, 4, now=T0 + timedelta(hours=1))
-    assert balance(world, "WEST") == (6, 0, 0)
-    assert balance(world, "EAST") == (0, 0, 4)
+    assert balance(world, "WIDGET", "WEST") == (6, 0, 0)
+    assert balance(world, "WIDGET", "EAST") == (0, 0, 4)
     with world:
         transfer = world.session.get(Transfer, transfer_id)
         in_transit = scheduled_receipts(world, "WIDGET", "EAST")
@@ -98,8 +62,8 @@ def test_transfer_moves_stock_and_releases_a_backorder_at_the_destination(world)
         world, LOGISTICS, transfer_id=transfer_id, now=T0 + timedelta(days=2)
     )
     assert released == [waiting.line_id]
-    assert balance(world, "EAST") == (4, 3, 0)
-    assert balance(world, "WEST") == (6, 0, 0)
+    assert balance(world, "WIDGET", "EAST") == (4, 3, 0)
+    assert balance(world, "WIDGET", "WEST") == (6, 0, 0)
     with world:
         transfer = world.session.get(Transfer, transfer_id)
         line = world.session.get(OrderLine, waiting.line_id)
@@ -117,7 +81,7 @@ def test_transfer_moves_stock_and_releases_a_backorder_at_the_destination(world)
         ("EAST", "on_order", "transfer_in"),
         ("EAST", "on_hand", "transfer_in"),
     ]
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_in_transit_transfer_is_a_scheduled_receipt_for_the_promise_at_the_destination(world):
@@ -141,7 +105,7 @@ def test_in_transit_transfer_is_a_scheduled_receipt_for_the_promise_at_the_desti
         "EAST",
         "2026-03-05",
     )
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 def test_transfer_without_enough_free_stock_is_refused_with_nothing_written(world):
@@ -154,9 +118,9 @@ def test_transfer_without_enough_free_stock_is_refused_with_nothing_written(worl
     assert (count(world, Transfer), count(world, InventoryMovement), count(world, AuditEntry)) == (
         before
     )
-    assert balance(world, "WEST") == (5, 3, 0)
-    assert balance(world, "EAST") == (0, 0, 0)
-    assert ledger_mismatches(world) == []
+    assert balance(world, "WIDGET", "WEST") == (5, 3, 0)
+    assert balance(world, "WIDGET", "EAST") == (0, 0, 0)
+    assert_books_balance(world)
 
 
 @pytest.mark.parametrize(
@@ -183,8 +147,8 @@ def test_a_transfer_is_received_only_once(world):
     receive_transfer(world, LOGISTICS, transfer_id=transfer_id, now=T0 + timedelta(days=1))
     with pytest.raises(IllegalTransition):
         receive_transfer(world, LOGISTICS, transfer_id=transfer_id, now=T0 + timedelta(days=2))
-    assert balance(world, "EAST") == (5, 0, 0)
-    assert ledger_mismatches(world) == []
+    assert balance(world, "WIDGET", "EAST") == (5, 0, 0)
+    assert_books_balance(world)
 
 
 @pytest.mark.parametrize(
@@ -194,12 +158,12 @@ def test_sending_a_transfer_needs_transfer_stock(world, actor, allowed):
     stock(world, "WIDGET", "WEST", 5)
     if allowed:
         send(world, 2, actor=actor)
-        assert balance(world, "WEST") == (3, 0, 0)
+        assert balance(world, "WIDGET", "WEST") == (3, 0, 0)
     else:
         with pytest.raises(PermissionDenied):
             send(world, 2, actor=actor)
         assert count(world, Transfer) == 0
-    assert ledger_mismatches(world) == []
+    assert_books_balance(world)
 
 
 @pytest.mark.parametrize(
@@ -210,12 +174,12 @@ def test_receiving_a_transfer_needs_receive_goods(world, actor, allowed):
     transfer_id = send(world, 2)
     if allowed:
         receive_transfer(world, actor, transfer_id=transfer_id, now=T0 + timedelta(days=1))
-        assert balance(world, "EAST") == (2, 0, 0)
+        assert balance(world, "WIDGET", "EAST") == (2, 0, 0)
     else:
         with pytest.raises(PermissionDenied):
             receive_transfer(world, actor, transfer_id=transfer_id, now=T0 + timedelta(days=1))
-        assert balance(world, "EAST") == (0, 0, 2)
-    assert ledger_mismatches(world) == []
+        assert balance(world, "WIDGET", "EAST") == (0, 0, 2)
+    assert_books_balance(world)
 
 
 def test_a_transfer_cannot_be_received_before_it_was_sent(world):
@@ -224,5 +188,5 @@ def test_a_transfer_cannot_be_received_before_it_was_sent(world):
     with pytest.raises(InvalidValue) as refused:
         receive_transfer(world, LOGISTICS, transfer_id=transfer_id, now=T0 + timedelta(hours=1))
     assert refused.value.field == "now"
-    assert balance(world, "EAST") == (0, 0, 2)
-    assert ledger_mismatches(world) == []
+    assert balance(world, "WIDGET", "EAST") == (0, 0, 2)
+    assert_books_balance(world)
