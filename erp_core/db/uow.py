@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Self
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from erp_core.db.engine import make_engine, make_session_factory
 from erp_core.policy import Policy, load_policy
@@ -41,9 +41,13 @@ class UnitOfWork:
         return self.engine.dialect.name
 
     def __enter__(self) -> Self:
-        # Re-entrant: a service called by another service joins the outer transaction.
+        # Re-entrant: a service called inside another unit of work (a simulated day, a batch
+        # import) joins the outer transaction in a SAVEPOINT, so a refused act undoes only itself.
         if self._depth == 0:
             self.session = self.session_factory()
+            self._savepoints: list[SessionTransaction] = []
+        else:
+            self._savepoints.append(self.session.begin_nested())
         self._depth += 1
         return self
 
@@ -58,17 +62,25 @@ class UnitOfWork:
             # close() rolls back whatever was not committed and detaches the loaded objects
             # without expiring them, so results stay readable after the block.
             self.session.close()
+            return
+        savepoint = self._savepoints.pop()
+        if savepoint.is_active:
+            savepoint.rollback()
 
     @property
     def is_outermost(self) -> bool:
         return self._depth == 1
 
     def commit(self) -> None:
-        """Commit, unless this is a nested service call: then the outer one commits."""
+        """Commit; inside an outer unit of work, release the savepoint (the outer one commits)."""
         if self.is_outermost:
             self.session.commit()
         else:
-            self.session.flush()
+            self._savepoints[-1].commit()
 
     def rollback(self) -> None:
-        self.session.rollback()
+        """Undo this level's work: the whole transaction, or only the innermost savepoint."""
+        if self.is_outermost:
+            self.session.rollback()
+        elif self._savepoints[-1].is_active:
+            self._savepoints[-1].rollback()
