@@ -29,6 +29,7 @@ from erp_core.domain.errors import Conflict, InvalidValue
 from erp_core.domain.promise import promised_delivery_date
 from erp_core.domain.states import ApprovalStatus, ExceptionStatus, LineState
 from erp_core.policy import Actor
+from erp_core.services.approvals import open_approval
 from erp_core.services.common import audit, get_or_raise, parse_date, require_aware, transition
 from erp_core.services.exceptions import close_case, open_exception
 from erp_core.services.orders import Allocator, record_price, split_line
@@ -148,28 +149,15 @@ def request_expedite(
             reasons=["expedite_requested"],
             details={"express_lane_id": lane.id, "cost": str(lane.cost_per_shipment)},
         )
-        approval = ApprovalRequest(
-            kind="expedite",
-            status=ApprovalStatus.PENDING,
-            order_id=order.id,
-            line_id=line.id,
-            requested_at=now,
-            requested_by=actor.name,
-            exception_id=case.id,
-            details={"express_lane_id": lane.id, "note": note, "cost": str(lane.cost_per_shipment)},
-        )
-        uow.session.add(approval)
-        uow.session.flush()
-        audit(
+        approval = open_approval(
             uow,
             actor,
             now,
-            "request_approval",
-            "approval_request",
-            approval.id,
-            to_state=ApprovalStatus.PENDING,
             kind="expedite",
+            order_id=order.id,
             line_id=line.id,
+            exception_id=case.id,
+            details={"express_lane_id": lane.id, "note": note, "cost": str(lane.cost_per_shipment)},
         )
         uow.commit()
         return approval.id

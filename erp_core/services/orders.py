@@ -35,8 +35,9 @@ from erp_core.domain.credit import exceeds_credit_limit
 from erp_core.domain.errors import InvalidValue, NotFound
 from erp_core.domain.pricing import PriceBreak, decide_price, parse_money
 from erp_core.domain.promise import Promise, promise_for
-from erp_core.domain.states import OPEN_LINE_STATES, ApprovalStatus, LineState
+from erp_core.domain.states import OPEN_LINE_STATES, LineState
 from erp_core.policy import Actor
+from erp_core.services.approvals import open_approval
 from erp_core.services.common import (
     audit,
     get_or_raise,
@@ -424,30 +425,16 @@ def _request_discount_approval(
             "unit_price": str(line.unit_price),
         },
     )
-    approval = ApprovalRequest(
-        kind="discount",
-        status=ApprovalStatus.PENDING,
-        order_id=order.id,
-        line_id=line.id,
-        requested_at=now,
-        requested_by=actor.name,
-        exception_id=case.id,
-        details={"discount_pct": str(line.discount_pct), "unit_price": str(line.unit_price)},
-    )
-    uow.session.add(approval)
-    uow.session.flush()
-    audit(
+    return open_approval(
         uow,
         actor,
         now,
-        "request_approval",
-        "approval_request",
-        approval.id,
-        to_state=ApprovalStatus.PENDING,
         kind="discount",
+        order_id=order.id,
         line_id=line.id,
+        exception_id=case.id,
+        details={"discount_pct": str(line.discount_pct), "unit_price": str(line.unit_price)},
     )
-    return approval
 
 
 def open_exposure(
