@@ -39,6 +39,13 @@ def require_aware(field: str, moment: datetime) -> datetime:
     return moment
 
 
+def not_before(field: str, moment: datetime, earlier: datetime | None, what: str) -> None:
+    """Refuse a moment before an earlier one it depends on (a receipt before its order was placed,
+    a return received before it was authorised); no earlier moment, nothing to check."""
+    if earlier is not None and moment < earlier:
+        raise InvalidValue(field, moment, f"before {what} ({earlier.isoformat()})")
+
+
 def parse_date(field: str, raw: date | str | None) -> date | None:
     if raw is None or (isinstance(raw, date) and not isinstance(raw, datetime)):
         return raw

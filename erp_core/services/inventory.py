@@ -19,7 +19,6 @@ from erp_core.db.models import (
     Location,
     OrderLine,
     Product,
-    SalesOrder,
 )
 from erp_core.db.uow import UnitOfWork
 from erp_core.domain.allocation import BackorderClaim, release_priority
@@ -30,6 +29,7 @@ from erp_core.services.common import audit, get_or_raise, require_aware, transit
 from erp_core.services.exceptions import open_exception
 from erp_core.services.stock import (
     current_promise,
+    lines_with_customers,
     lock_balance,
     post,
     release_backorders,
@@ -132,16 +132,7 @@ def _take_back_reservations(
     fit in the counted quantity."""
     if balance.reserved <= counted:
         return []
-    rows = uow.session.execute(
-        select(OrderLine, Customer)
-        .join(SalesOrder, SalesOrder.id == OrderLine.order_id)
-        .join(Customer, Customer.id == SalesOrder.customer_id)
-        .where(
-            OrderLine.sku == balance.sku,
-            OrderLine.location_id == balance.location_id,
-            OrderLine.state == LineState.ALLOCATED,
-        )
-    ).all()
+    rows = lines_with_customers(uow, balance, LineState.ALLOCATED)
     tiers = uow.policy.customer_tiers
 
     def priority(row: tuple[OrderLine, Customer]) -> tuple[object, ...]:

@@ -303,21 +303,9 @@ def _new_priced_line(
         discount_pct=decision.discount_pct,
         price_approval_pending=needs_approval,
     )
-    uow.session.add(line)
-    uow.session.flush()
-    audit(
-        uow,
-        actor,
-        now,
-        "create_line",
-        "order_line",
-        line.id,
-        to_state=LineState.DRAFT,
-        sku=line.sku,
-        quantity=quantity,
+    _enter_line(
+        uow, actor, now, line, "create_line", decision.source, sku=line.sku, quantity=quantity
     )
-    record_price(uow, line, decision.source, actor, now)
-    transition(uow, actor, now, "order_line", line, LineState.CONFIRMED, "confirm_line")
     approval = (
         _request_discount_approval(uow, actor, now, order, customer, line, product)
         if needs_approval
@@ -378,24 +366,37 @@ def split_line(
         discount_pct=line.discount_pct,
         price_approval_pending=line.price_approval_pending,
     )
-    uow.session.add(child)
-    uow.session.flush()
-    audit(
+    _enter_line(
         uow,
         actor,
         now,
+        child,
         "split_line",
-        "order_line",
-        child.id,
-        to_state=LineState.DRAFT,
+        "split",
         parent_line_id=line.id,
         quantity=quantity,
         kept_quantity=line.quantity,
         reason=reason,
     )
-    record_price(uow, child, "split", actor, now)
-    transition(uow, actor, now, "order_line", child, LineState.CONFIRMED, "confirm_line")
     return child
+
+
+def _enter_line(
+    uow: UnitOfWork,
+    actor: Actor,
+    now: datetime,
+    line: OrderLine,
+    action: str,
+    price_source: str,
+    **details: Any,
+) -> None:
+    """Put a new draft line in the book: audit its creation (``action`` with ``details``),
+    record its price decision and confirm it."""
+    uow.session.add(line)
+    uow.session.flush()
+    audit(uow, actor, now, action, "order_line", line.id, to_state=LineState.DRAFT, **details)
+    record_price(uow, line, price_source, actor, now)
+    transition(uow, actor, now, "order_line", line, LineState.CONFIRMED, "confirm_line")
 
 
 def _request_discount_approval(

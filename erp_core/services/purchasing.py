@@ -29,12 +29,19 @@ from erp_core.policy import Actor
 from erp_core.services.common import (
     audit,
     get_or_raise,
+    not_before,
     parse_date,
     parse_quantity,
     require_aware,
     transition,
 )
-from erp_core.services.stock import lock_balance, lock_balances, post, release_backorders
+from erp_core.services.stock import (
+    lock_balance,
+    lock_balances,
+    post,
+    receive_scheduled,
+    release_backorders,
+)
 
 RECEIVABLE = (PurchaseOrderStatus.OPEN, PurchaseOrderStatus.PARTIALLY_RECEIVED)
 
@@ -182,22 +189,14 @@ def receive_purchase_order_line(
             field="purchase_order_line_id",
             for_update=True,
         )
-        order = get_or_raise(
-            uow.session,
-            PurchaseOrder,
-            po_line.purchase_order_id,
-            entity="purchase order",
-            field="purchase_order_id",
-            for_update=True,
-        )
+        order = _locked_purchase_order(uow, po_line.purchase_order_id)
         if order.status not in RECEIVABLE:
             raise Conflict(
                 f"purchase order {order.id} is {order.status}; nothing can be received on it",
                 field="purchase_order_line_id",
                 value=purchase_order_line_id,
             )
-        if now < order.placed_at:
-            raise InvalidValue("now", now, f"before purchase order {order.id} was placed")
+        not_before("now", now, order.placed_at, f"purchase order {order.id} was placed")
         open_quantity = po_line.quantity - po_line.received_quantity
         if received > open_quantity:
             raise InvalidValue(
@@ -219,18 +218,15 @@ def receive_purchase_order_line(
         po_line.received_quantity += received
         uow.session.flush()
         balance = lock_balance(uow, po_line.sku, order.location_id)
-        reference = ("receipt", receipt.id)
-        for bucket, change in (("on_order", -received), ("on_hand", received)):
-            post(
-                uow,
-                balance,
-                bucket,
-                change,
-                kind="receipt",
-                actor=actor,
-                now=now,
-                reference=reference,
-            )
+        receive_scheduled(
+            uow,
+            balance,
+            received,
+            kind="receipt",
+            actor=actor,
+            now=now,
+            reference=("receipt", receipt.id),
+        )
         complete = all(line.received_quantity >= line.quantity for line in order.lines)
         target = (
             PurchaseOrderStatus.RECEIVED if complete else PurchaseOrderStatus.PARTIALLY_RECEIVED
@@ -270,14 +266,7 @@ def cancel_purchase_order(
     require_aware("now", now)
     with uow:
         uow.policy.require(actor, "place_purchase_order")
-        order = get_or_raise(
-            uow.session,
-            PurchaseOrder,
-            purchase_order_id,
-            entity="purchase order",
-            field="purchase_order_id",
-            for_update=True,
-        )
+        order = _locked_purchase_order(uow, purchase_order_id)
         transition(
             uow,
             actor,
@@ -301,3 +290,14 @@ def cancel_purchase_order(
                 reference=("purchase_order_line", line.id),
             )
         uow.commit()
+
+
+def _locked_purchase_order(uow: UnitOfWork, purchase_order_id: int) -> PurchaseOrder:
+    return get_or_raise(
+        uow.session,
+        PurchaseOrder,
+        purchase_order_id,
+        entity="purchase order",
+        field="purchase_order_id",
+        for_update=True,
+    )

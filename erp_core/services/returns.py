@@ -21,6 +21,7 @@ from erp_core.policy import Actor
 from erp_core.services.common import (
     audit,
     get_or_raise,
+    not_before,
     parse_quantity,
     require_aware,
     transition,
@@ -114,7 +115,7 @@ def receive_return(uow: UnitOfWork, actor: Actor, *, return_id: int, now: dateti
     with uow:
         uow.policy.require(actor, "receive_return")
         rma = _locked_return(uow, return_id)
-        _not_before("now", now, rma.authorised_at, f"return {rma.id} was authorised")
+        not_before("now", now, rma.authorised_at, f"return {rma.id} was authorised")
         transition(uow, actor, now, "return_order", rma, ReturnStatus.RECEIVED, "receive_return")
         rma.received_at = now
         line = get_or_raise(
@@ -145,7 +146,7 @@ def dispose_return(
     with uow:
         uow.policy.require(actor, "receive_return")
         rma = _locked_return(uow, return_id)
-        _not_before("now", now, rma.received_at, f"return {rma.id} was received")
+        not_before("now", now, rma.received_at, f"return {rma.id} was received")
         target = ReturnStatus.RESTOCKED if disposition == "restock" else ReturnStatus.SCRAPPED
         transition(
             uow,
@@ -178,11 +179,6 @@ def dispose_return(
             released = release_backorders(uow, balance, actor, now)
         uow.commit()
         return released
-
-
-def _not_before(field: str, now: datetime, earlier: datetime | None, what: str) -> None:
-    if earlier is not None and now < earlier:
-        raise InvalidValue(field, now, f"before {what} ({earlier.isoformat()})")
 
 
 def _locked_return(uow: UnitOfWork, return_id: int) -> ReturnOrder:

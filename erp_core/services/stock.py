@@ -104,6 +104,22 @@ def post(
     )
 
 
+def receive_scheduled(
+    uow: UnitOfWork,
+    balance: InventoryBalance,
+    quantity: int,
+    *,
+    kind: str,
+    actor: Actor,
+    now: datetime,
+    reference: tuple[str, int],
+) -> None:
+    """A scheduled receipt (purchase order, transfer in transit) arrives at the (locked) balance:
+    its units come off order and go on hand."""
+    for bucket, change in (("on_order", -quantity), ("on_hand", quantity)):
+        post(uow, balance, bucket, change, kind=kind, actor=actor, now=now, reference=reference)
+
+
 def reserve(
     uow: UnitOfWork, balance: InventoryBalance, line: OrderLine, actor: Actor, now: datetime
 ) -> Reservation:
@@ -261,6 +277,23 @@ def allocate_backorder(
     transition(uow, actor, now, "order_line", line, LineState.ALLOCATED, action)
 
 
+def lines_with_customers(
+    uow: UnitOfWork, balance: InventoryBalance, state: LineState
+) -> list[tuple[OrderLine, Customer]]:
+    """The order lines of the balance's SKU and location in ``state``, each with its customer."""
+    rows = uow.session.execute(
+        select(OrderLine, Customer)
+        .join(SalesOrder, SalesOrder.id == OrderLine.order_id)
+        .join(Customer, Customer.id == SalesOrder.customer_id)
+        .where(
+            OrderLine.sku == balance.sku,
+            OrderLine.location_id == balance.location_id,
+            OrderLine.state == state,
+        )
+    ).all()
+    return [(line, customer) for line, customer in rows]
+
+
 def release_backorders(
     uow: UnitOfWork, balance: InventoryBalance, actor: Actor, now: datetime
 ) -> list[int]:
@@ -269,28 +302,19 @@ def release_backorders(
     free = balance.on_hand - balance.reserved
     if free <= 0:
         return []
-    waiting = uow.session.execute(
-        select(OrderLine, Customer.tier)
-        .join(SalesOrder, SalesOrder.id == OrderLine.order_id)
-        .join(Customer, Customer.id == SalesOrder.customer_id)
-        .where(
-            OrderLine.sku == balance.sku,
-            OrderLine.location_id == balance.location_id,
-            OrderLine.state == LineState.BACKORDERED,
-        )
-    ).all()
+    waiting = lines_with_customers(uow, balance, LineState.BACKORDERED)
     if not waiting:
         return []
-    lines = {line.id: line for line, _tier in waiting}
+    lines = {line.id: line for line, _customer in waiting}
     claims = [
         BackorderClaim(
             line_id=line.id,
             quantity=line.quantity,
-            customer_tier=tier,
+            customer_tier=customer.tier,
             promised_ship_date=_promised_ship_date(uow, line),
             entered_at=line.entered_at,
         )
-        for line, tier in waiting
+        for line, customer in waiting
     ]
     released = lines_to_release(claims, free, uow.policy.customer_tiers)
     for claim in released:

@@ -14,12 +14,19 @@ from erp_core.policy import Actor
 from erp_core.services.common import (
     audit,
     get_or_raise,
+    not_before,
     parse_date,
     parse_quantity,
     require_aware,
     transition,
 )
-from erp_core.services.stock import lock_balance, lock_balances, post, release_backorders
+from erp_core.services.stock import (
+    lock_balance,
+    lock_balances,
+    post,
+    receive_scheduled,
+    release_backorders,
+)
 
 DEFAULT_TRANSIT_DAYS = 2
 
@@ -129,8 +136,7 @@ def receive_transfer(
             field="transfer_id",
             for_update=True,
         )
-        if now < transfer.sent_at:
-            raise InvalidValue("now", now, f"before transfer {transfer.id} was sent")
+        not_before("now", now, transfer.sent_at, f"transfer {transfer.id} was sent")
         transition(
             uow,
             actor,
@@ -145,18 +151,15 @@ def receive_transfer(
         )
         transfer.received_at = now
         destination = lock_balance(uow, transfer.sku, transfer.to_location_id)
-        reference = ("transfer", transfer.id)
-        for bucket, change in (("on_order", -transfer.quantity), ("on_hand", transfer.quantity)):
-            post(
-                uow,
-                destination,
-                bucket,
-                change,
-                kind="transfer_in",
-                actor=actor,
-                now=now,
-                reference=reference,
-            )
+        receive_scheduled(
+            uow,
+            destination,
+            transfer.quantity,
+            kind="transfer_in",
+            actor=actor,
+            now=now,
+            reference=("transfer", transfer.id),
+        )
         released = release_backorders(uow, destination, actor, now)
         uow.commit()
         return released
