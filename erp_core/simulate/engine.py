@@ -158,7 +158,7 @@ class Simulation:
         self.units_ordered = np.zeros((horizon, world.n_skus, len(world.locations)), np.float32)
         self.backlog: dict[str, int] = defaultdict(int)
         self.truth_lines: list[dict[str, Any]] = []
-        self.truth_pricing: list[dict[str, Any]] = []
+        self.truth_pricing: dict[int, dict[str, Any]] = {}
         self.business_day_index = 0
         self.lanes: dict[int, Lane] = {}
         self.sku_index = {sku: i for i, sku in enumerate(world.skus)}
@@ -292,15 +292,13 @@ class Simulation:
         by_sku = {w.skus[p.sku]: p for p in priced}
         for line in captured.lines:
             price = by_sku[line.sku]
-            self.truth_pricing.append(
-                {
-                    "line_id": line.line_id,
-                    "order_id": captured.order_id,
-                    "is_anomaly": price.anomaly is not None,
-                    "anomaly_type": price.anomaly,
-                    "entered_at": now,
-                }
-            )
+            self.truth_pricing[line.line_id] = {
+                "line_id": line.line_id,
+                "order_id": captured.order_id,
+                "is_anomaly": price.anomaly is not None,
+                "anomaly_type": price.anomaly,
+                "entered_at": now,
+            }
         if captured.credit_hold:
             self.counters.credit_holds += 1
             self.waiting.update(line.line_id for line in captured.lines)
@@ -316,6 +314,13 @@ class Simulation:
         )
         promises = self._first_promises([row.id for row in rows])
         parents = {row.parent_line_id for row in rows if row.parent_line_id}
+        for row in rows:
+            if row.id not in self.truth_pricing and row.parent_line_id in self.truth_pricing:
+                # A line split off later (on credit release) carries its parent's price.
+                self.truth_pricing[row.id] = {
+                    **self.truth_pricing[row.parent_line_id],
+                    "line_id": row.id,
+                }
         transit_draws: dict[int, float] = {}
         for row in rows:
             if row.id in self.plans or row.id not in promises or row.lane_id is None:
@@ -762,7 +767,9 @@ class Simulation:
     # --- truth -----------------------------------------------------------------------------
 
     def line_truth(self) -> list[dict[str, Any]]:
-        rows = []
+        """One row per order line: its drawn fate, or nulls for a line never promised (held for
+        credit and then cancelled)."""
+        rows: list[dict[str, Any]] = []
         for plan in self.plans.values():
             rows.append(
                 {
@@ -789,6 +796,19 @@ class Simulation:
                     if plan.delivered_on is None
                     else plan.delivered_on > plan.promised_delivery,
                 }
+            )
+        never_promised = [r for r in self.truth_pricing.values() if r["line_id"] not in self.plans]
+        if rows and never_promised:
+            blank = dict.fromkeys(rows[0])
+            rows.extend(
+                {
+                    **blank,
+                    "line_id": r["line_id"],
+                    "order_id": r["order_id"],
+                    "cause": "never_promised",
+                    "cancelled": True,
+                }
+                for r in never_promised
             )
         return rows
 

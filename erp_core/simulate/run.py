@@ -28,7 +28,7 @@ from erp_core.settings import Settings
 from erp_core.simulate import truth
 from erp_core.simulate.demand import expected_quantity_by_channel, expected_units
 from erp_core.simulate.engine import Simulation
-from erp_core.simulate.profiles import get_profile
+from erp_core.simulate.profiles import Profile, get_profile
 from erp_core.simulate.world import DEMAND_CLASSES, build_world
 
 Progress = Callable[[int, int, int], None]
@@ -75,10 +75,7 @@ def simulate(
     progress: Progress | None = None,
 ) -> SimulationSummary:
     """Simulate ``days`` of a ``profile`` world into the (empty) database of ``settings``."""
-    world_profile = get_profile(profile)
-    days = world_profile.days if days is None else days
-    if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
-        raise InvalidValue("days", days, "must be a whole number > 0")
+    world_profile, days = check_request(profile, days)
     url = settings.database_url
     engine = make_engine(url)
     _refuse_unusable(engine, url)
@@ -112,6 +109,15 @@ def simulate(
     return summary
 
 
+def check_request(profile: str, days: int | None) -> tuple[Profile, int]:
+    """The profile and the number of days, or a domain error naming the bad one."""
+    world_profile = get_profile(profile)
+    days = world_profile.days if days is None else days
+    if isinstance(days, bool) or not isinstance(days, int) or days <= 0:
+        raise InvalidValue("days", days, "must be a whole number > 0")
+    return world_profile, days
+
+
 def _refuse_unusable(engine: Any, url: str) -> None:
     """Unreachable, or already holding data: refuse before writing anything."""
     try:
@@ -138,7 +144,7 @@ def _write_truth(sim: Simulation, folder: Path, days: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     lines = sim.line_truth()
     pq.write_table(pa.Table.from_pylist(lines), folder / truth.LINES)
-    pq.write_table(pa.Table.from_pylist(sim.truth_pricing), folder / truth.PRICING)
+    pq.write_table(pa.Table.from_pylist(list(sim.truth_pricing.values())), folder / truth.PRICING)
     world = sim.world
     table = expected_quantity_by_channel(world)
     n_sku, n_loc = world.n_skus, len(world.locations)
@@ -222,7 +228,7 @@ def _summarise(
         cancellations=c.cancellations,
         cycle_counts=c.cycle_counts,
         exceptions=int(exceptions),
-        pricing_anomalies=sum(1 for row in sim.truth_pricing if row["is_anomaly"]),
+        pricing_anomalies=sum(1 for row in sim.truth_pricing.values() if row["is_anomaly"]),
         late_delivery_rate=float(late_delivery.mean()) if len(late_delivery) else float("nan"),
         late_ship_rate=float(late_ship.mean()) if len(late_ship) else float("nan"),
         line_fill_rate=c.lines_from_stock / first_lines if first_lines else float("nan"),
