@@ -74,6 +74,10 @@ RETURN_RATE = 0.015
 COUNT_SHARE = 0.01
 REVIEW_DAYS = 5
 SAFETY_FACTOR = 1.3
+TRANSFER_SHORT_DAYS = 3
+TRANSFER_RICH_DAYS = 40
+TRANSFER_KEEP_DAYS = 25
+TRANSFER_FILL_DAYS = 10
 
 
 def at(day: date, hour: int, minute: int = 0) -> datetime:
@@ -216,6 +220,7 @@ class Simulation:
                 self._warehouse(today)
                 self._returns(today)
                 self._cycle_counts(today)
+                self._rebalance(day_number, today)
                 self._purchasing(day_number, today)
                 self._work_exceptions(today)
                 self.business_day_index += 1
@@ -500,6 +505,43 @@ class Simulation:
                         lines.append((sku, quantity))
                 if lines:
                     self._place_po(s_index, location, lines, today, moment)
+
+    def _rebalance(self, day_number: int, today: date) -> None:
+        """Wednesdays, planners move stock from a location holding months of it to one about to
+        run dry (a transfer arrives in two days)."""
+        if today.weekday() != 2:
+            return
+        w = self.world
+        balances = {
+            (b.sku, b.location_id): b.on_hand - b.reserved
+            for b in self.uow.session.execute(select(InventoryBalance)).scalars()
+        }
+        for s_ix, sku in enumerate(w.skus):
+            daily = [
+                max(self._forecast(s_ix, loc, day_number), 1e-6) for loc in range(len(w.locations))
+            ]
+            cover = [balances.get((sku, loc), 0) / daily[i] for i, loc in enumerate(w.locations)]
+            short, rich = int(np.argmin(cover)), int(np.argmax(cover))
+            if cover[short] >= TRANSFER_SHORT_DAYS or cover[rich] <= TRANSFER_RICH_DAYS:
+                continue
+            spare = balances[(sku, w.locations[rich])] - int(daily[rich] * TRANSFER_KEEP_DAYS)
+            quantity = min(spare, int(np.ceil(daily[short] * TRANSFER_FILL_DAYS)))
+            if quantity <= 0:
+                continue
+            arrives = self.calendar.add_business_days(today, 2)
+            transfer_id = self._attempt(
+                transfers.send_transfer,
+                PLANNER,
+                sku=sku,
+                from_location_id=w.locations[rich],
+                to_location_id=w.locations[short],
+                quantity=quantity,
+                now=at(today, 20),
+                expected_date=arrives,
+            )
+            if transfer_id is not None:
+                self.counters.transfers += 1
+                self.transfers_due[arrives].append(transfer_id)
 
     def _forecast(self, sku: int, loc: int, day_number: int) -> float:
         """Mean daily units of the last 28 days: blind to trend, season and promotions."""

@@ -7,7 +7,7 @@ import time as clock
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,10 @@ from erp_core.simulate.demand import expected_quantity_by_channel, expected_unit
 from erp_core.simulate.engine import Simulation
 from erp_core.simulate.profiles import Profile, get_profile
 from erp_core.simulate.world import DEMAND_CLASSES, build_world
+
+SETTLING_DAYS = 21
+"""Rates and AUCs judge lines entered at least this long before the end: later ones may still be
+on their way, and the late ones would be missing more often than the on-time ones."""
 
 Progress = Callable[[int, int, int], None]
 """(days done, days in all, order lines so far) -> None"""
@@ -198,7 +202,8 @@ def _summarise(
     truth_dir: Path,
     wall: float,
 ) -> SimulationSummary:
-    plans = [p for p in sim.plans.values() if not p.cancelled]
+    settled_by = sim.world.day_date(days - 1) - timedelta(days=SETTLING_DAYS)
+    plans = [p for p in sim.plans.values() if not p.cancelled and p.entered_day <= settled_by]
     delivered = [p for p in plans if p.delivered_on is not None]
     shipped = [p for p in plans if p.shipped_on is not None]
     late_delivery = np.array([_after(p.delivered_on, p.promised_delivery) for p in delivered])

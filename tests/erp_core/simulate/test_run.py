@@ -17,7 +17,7 @@ from erp_core.domain.errors import InvalidValue, NotFound
 from erp_core.policy import load_policy
 from erp_core.services.integrity import all_violations
 from erp_core.simulate import truth
-from erp_core.simulate.run import rank_auc, simulate
+from erp_core.simulate.run import SETTLING_DAYS, rank_auc, simulate
 from tests.erp_core.simulate.conftest import SEED, settings_for
 
 
@@ -78,7 +78,8 @@ def test_line_and_pricing_truth_line_up_with_the_erp_one_to_one(small_world):
 def test_realised_outcomes_follow_the_drawn_fates(small_world):
     _, summary = small_world
     frame = pd.read_parquet(Path(summary.truth_dir) / truth.LINES)
-    delivered = frame[frame.late_delivery.notna() & (frame.cause != "never_promised")]
+    settled = frame.entered_on <= frame.entered_on.max() - pd.Timedelta(days=SETTLING_DAYS)
+    delivered = frame[settled & frame.late_delivery.notna() & (frame.cause != "never_promised")]
     drawn = delivered.drawn_handling_late | delivered.drawn_transit_late
     from_stock = ~delivered.cause.str.contains("stock")
     # A line from stock is late exactly when its handling or transit was drawn late.
