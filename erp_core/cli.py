@@ -257,6 +257,7 @@ def simulation_table(summary: dict[str, object], where: str) -> Table:
         ("line fill rate from stock", f"{summary['line_fill_rate']:.1%}"),
         ("oracle AUC (late delivery)", f"{summary['oracle_auc_delivery']:.3f}"),
         ("oracle AUC (late ship)", f"{summary['oracle_auc_ship']:.3f}"),
+        ("oracle P(late) vs realised", _calibration(summary["oracle_calibration"])),
         ("item mix", _shares(summary["item_mix"])),
         ("customer cadence", _shares(summary["customer_cadence_mix"])),
         (
@@ -267,6 +268,14 @@ def simulation_table(summary: dict[str, object], where: str) -> Table:
     for name, value in rows:
         table.add_row(name, str(value))
     return table
+
+
+def _calibration(segments: object) -> str:
+    assert isinstance(segments, dict)
+    return "; ".join(
+        f"{name.replace('_', ' ')} {seg['mean_p_late']:.1%} vs {seg['late_rate']:.1%}"
+        for name, seg in segments.items()
+    )
 
 
 def _shares(mix: object) -> str:

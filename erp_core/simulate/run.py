@@ -61,6 +61,9 @@ class SimulationSummary:
     line_fill_rate: float
     oracle_auc_delivery: float
     oracle_auc_ship: float
+    oracle_calibration: dict[str, dict[str, float]]
+    """Mean P(late delivery) beside the realised late rate, for lines from stock (exact by
+    construction) and backorders (approximate: see hazards)."""
     item_mix: dict[str, float]
     customer_cadence_mix: dict[str, float]
     wall_seconds: float
@@ -172,6 +175,23 @@ def _write_truth(sim: Simulation, folder: Path, days: int) -> None:
     )
 
 
+def _calibration(delivered: list[Any]) -> dict[str, dict[str, float]]:
+    segments: dict[str, list[Any]] = {"from_stock": [], "backordered": []}
+    for plan in delivered:
+        segments["backordered" if "stock" in plan.cause else "from_stock"].append(plan)
+    return {
+        name: {
+            "lines": len(plans),
+            "mean_p_late": float(np.mean([p.hazard.p_delivery_late for p in plans])),
+            "late_rate": float(
+                np.mean([_after(p.delivered_on, p.promised_delivery) for p in plans])
+            ),
+        }
+        for name, plans in segments.items()
+        if plans
+    }
+
+
 def _after(actual: date | None, promised: date) -> bool:
     return actual is not None and actual > promised
 
@@ -241,6 +261,7 @@ def _summarise(
             np.array([p.hazard.p_delivery_late for p in delivered]), late_delivery
         ),
         oracle_auc_ship=rank_auc(np.array([p.hazard.p_ship_late for p in shipped]), late_ship),
+        oracle_calibration=_calibration(delivered),
         item_mix={k: mix[k] / world.n_skus for k in DEMAND_CLASSES},
         customer_cadence_mix={names[k]: cadence[k] / len(world.customers) for k in sorted(cadence)},
         wall_seconds=round(wall, 2),

@@ -80,12 +80,17 @@ def test_realised_outcomes_follow_the_drawn_fates(small_world):
     frame = pd.read_parquet(Path(summary.truth_dir) / truth.LINES)
     settled = frame.entered_on <= frame.entered_on.max() - pd.Timedelta(days=SETTLING_DAYS)
     delivered = frame[settled & frame.late_delivery.notna() & (frame.cause != "never_promised")]
-    drawn = delivered.drawn_handling_late | delivered.drawn_transit_late
-    from_stock = ~delivered.cause.str.contains("stock")
-    # A line from stock is late exactly when its handling or transit was drawn late.
-    assert (delivered.late_delivery[from_stock] == drawn[from_stock]).all()
-    # The oracle is calibrated: mean predicted vs realised late rate within a few points.
-    assert abs(delivered.p_late_delivery.mean() - delivered.late_delivery.mean()) < 0.03
+    from_stock = delivered[~delivered.cause.str.contains("stock")]
+    drawn = from_stock.drawn_handling_late | from_stock.drawn_transit_late
+    # A line from stock is late exactly when its handling or transit was drawn late...
+    assert (from_stock.late_delivery == drawn).all()
+    # ...and those draws follow the recorded probabilities: the mean gap between outcome and
+    # probability is within four standard errors (lines of one order share a truck, so the
+    # error is computed over orders).
+    gap = from_stock.late_delivery.astype(float) - from_stock.p_late_delivery
+    per_order = gap.groupby(from_stock.order_id).sum()
+    standard_error = np.sqrt((per_order**2).sum()) / len(from_stock)
+    assert abs(gap.mean()) < 4 * standard_error
 
 
 def test_demand_truth_covers_every_sku_location_day_and_matches_what_was_ordered(small_world):
