@@ -210,6 +210,9 @@ def simulate(
     database_url: str | None = typer.Option(
         None, help="Simulate into this database instead of ERPX_DATABASE_URL."
     ),
+    append: bool = typer.Option(
+        False, "--append", help="Add the world beside data already in the database."
+    ),
 ) -> None:
     """Simulate a distributor day by day through the ERP services, with its ground truth."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: I001
@@ -234,7 +237,7 @@ def simulate(
             rate = lines / max(time.perf_counter() - started, 1e-9)
             bar.update(task, completed=done, lines=lines, rate=rate)
 
-        summary = run_simulation(settings, profile, days, seed, progress=advance)
+        summary = run_simulation(settings, profile, days, seed, progress=advance, append=append)
     console.print(simulation_table(summary.as_dict(), database_location(settings.database_url)))
 
 

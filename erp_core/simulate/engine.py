@@ -148,6 +148,7 @@ class Simulation:
         self.pricing = PricingDesk(world, rng)
         self.counters = Counters()
         self.plans: dict[int, LinePlan] = {}
+        self.order_ids: set[int] = set()
         self.waiting: set[int] = set()
         self.ship_plan: dict[date, list[int]] = defaultdict(list)
         self.deliveries: dict[date, list[int]] = defaultdict(list)
@@ -293,6 +294,7 @@ class Simulation:
         if captured is None:
             return
         self.counters.orders += 1
+        self.order_ids.add(captured.order_id)
         self.counters.lines += len(captured.lines)
         by_sku = {w.skus[p.sku]: p for p in priced}
         for line in captured.lines:
@@ -766,7 +768,8 @@ class Simulation:
 
     def _finance_desk(self, today: date) -> None:
         moment = at(today, 8)
-        for approval_id, approve in self.pricing.pending_decisions(self.uow.session, self.rng):
+        decisions = self.pricing.pending_decisions(self.uow.session, self.rng, self.order_ids)
+        for approval_id, approve in decisions:
             if self._attempt(
                 decide_approval, FINANCE, approval_id=approval_id, approve=approve, now=moment
             ):
@@ -779,6 +782,8 @@ class Simulation:
             .all()
         )
         for order_id in held:
+            if order_id not in self.order_ids:
+                continue  # another world's order (an --append run): not this desk's to decide
             if self.rng.random() < 0.85:
                 if self._attempt(release_credit_hold, FINANCE, order_id=order_id, now=moment):
                     self._plan_order(order_id, today, moment, 1)
@@ -793,11 +798,16 @@ class Simulation:
 
     def _work_exceptions(self, today: date) -> None:
         cases = self.uow.session.execute(
-            select(ExceptionCase.id, ExceptionCase.owner_role, ExceptionCase.type).where(
-                ExceptionCase.status != "resolved"
-            )
+            select(
+                ExceptionCase.id,
+                ExceptionCase.owner_role,
+                ExceptionCase.type,
+                ExceptionCase.order_id,
+            ).where(ExceptionCase.status != "resolved")
         ).all()
-        for case_id, owner, kind in cases:
+        for case_id, owner, kind, order_id in cases:
+            if order_id not in self.order_ids:
+                continue
             if kind in ("discount_approval", "credit_hold") or self.rng.random() > 0.55:
                 continue
             resolution = "false alarm" if self.rng.random() < 0.2 else "handled"

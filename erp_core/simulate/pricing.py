@@ -102,17 +102,15 @@ class PricingDesk:
         raise ValueError(kind)
 
     def pending_decisions(
-        self, session: Session, rng: np.random.Generator
+        self, session: Session, rng: np.random.Generator, orders: set[int]
     ) -> Iterator[tuple[int, bool]]:
-        """Finance approves most discount requests the next morning and rejects some."""
-        pending = (
-            session.execute(
-                select(ApprovalRequest.id)
-                .where(ApprovalRequest.status == "pending")
-                .order_by(ApprovalRequest.id)
-            )
-            .scalars()
-            .all()
-        )
-        for approval_id in pending:
-            yield approval_id, bool(rng.random() < 0.8)
+        """Finance approves most of the simulated world's discount requests the next morning and
+        rejects some."""
+        pending = session.execute(
+            select(ApprovalRequest.id, ApprovalRequest.order_id)
+            .where(ApprovalRequest.status == "pending")
+            .order_by(ApprovalRequest.id)
+        ).all()
+        for approval_id, order_id in pending:
+            if order_id in orders:
+                yield approval_id, bool(rng.random() < 0.8)

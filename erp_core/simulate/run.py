@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from erp_core.db.engine import make_engine, make_session_factory
 from erp_core.db.migrate import upgrade_to_head
-from erp_core.db.models import ExceptionCase, OrderLine, Product, SalesOrder
+from erp_core.db.models import Customer, ExceptionCase, Location, OrderLine, Product, SalesOrder
 from erp_core.db.uow import UnitOfWork
 from erp_core.domain.errors import InvalidValue
 from erp_core.policy import load_policy
@@ -29,7 +29,7 @@ from erp_core.simulate import truth
 from erp_core.simulate.demand import expected_quantity_by_channel, expected_units
 from erp_core.simulate.engine import Simulation
 from erp_core.simulate.profiles import Profile, get_profile
-from erp_core.simulate.world import DEMAND_CLASSES, build_world
+from erp_core.simulate.world import DEMAND_CLASSES, World, build_world
 
 SETTLING_DAYS = 21
 """Rates and AUCs judge lines entered at least this long before the end: later ones may still be
@@ -80,28 +80,33 @@ def simulate(
     days: int | None = None,
     seed: int = 7,
     progress: Progress | None = None,
+    append: bool = False,
 ) -> SimulationSummary:
-    """Simulate ``days`` of a ``profile`` world into the (empty) database of ``settings``."""
+    """Simulate ``days`` of a ``profile`` world into the database of ``settings``.
+
+    The database must be empty, unless ``append``: then the world is added beside what is there,
+    provided none of its master-data ids is taken; its desks only work its own orders.
+    """
     world_profile, days = check_request(profile, days)
+    world = build_world(world_profile, seed, days)
     url = settings.database_url
     engine = make_engine(url)
-    _refuse_unusable(engine, url)
+    _refuse_unusable(engine, url, world, append)
     upgrade_to_head(url)
     started = clock.perf_counter()
     policy = load_policy(settings.policy_path)
     uow = UnitOfWork(make_session_factory(engine), policy)
-    world = build_world(world_profile, seed, days)
     world.holidays = policy.calendar.holidays
     rng = np.random.default_rng(seed + 1)
-    truth_dir = truth.truth_dir_for(url, settings.var_dir)
     run_id = truth.record_run(
         engine,
         profile=profile,
         seed=seed,
         days=days,
         started_at=datetime.now(UTC),
-        truth_dir=str(truth_dir),
+        truth_dir="",
     )
+    truth_dir = truth.truth_dir_for(url, settings.var_dir) / f"run-{run_id}"
     sim = Simulation(uow, world, rng)
     sim.load_world()
     for day in range(days):
@@ -111,7 +116,7 @@ def simulate(
     wall = clock.perf_counter() - started
     _write_truth(sim, truth_dir, days)
     summary = _summarise(sim, uow, profile, seed, days, truth_dir, wall)
-    truth.finish_run(engine, run_id, datetime.now(UTC), summary.as_dict())
+    truth.finish_run(engine, run_id, datetime.now(UTC), summary.as_dict(), truth_dir)
     engine.dispose()
     return summary
 
@@ -125,19 +130,34 @@ def check_request(profile: str, days: int | None) -> tuple[Profile, int]:
     return world_profile, days
 
 
-def _refuse_unusable(engine: Any, url: str) -> None:
-    """Unreachable, or already holding data: refuse before writing anything."""
+def _refuse_unusable(engine: Any, url: str, world: World, append: bool) -> None:
+    """Unreachable, holding data (without ``append``), or holding this world's ids: refuse
+    before writing anything."""
     try:
         with engine.connect() as conn:
-            tables = set(inspect(conn).get_table_names())
-            if "sales_orders" in tables or "products" in tables:
-                held = conn.execute(select(func.count()).select_from(Product)).scalar_one()
-                held += conn.execute(select(func.count()).select_from(SalesOrder)).scalar_one()
-                if held:
+            if not {"sales_orders", "products"} <= set(inspect(conn).get_table_names()):
+                return
+            held = conn.execute(select(func.count()).select_from(Product)).scalar_one()
+            held += conn.execute(select(func.count()).select_from(SalesOrder)).scalar_one()
+            if held and not append:
+                raise InvalidValue(
+                    "database_url",
+                    _hide(url),
+                    "already holds products or orders; simulate into an empty database, "
+                    "or add this world beside them with --append",
+                )
+            for model, key, ids in (
+                (Product, Product.sku, world.skus),
+                (Customer, Customer.id, world.customers),
+                (Location, Location.id, world.locations),
+            ):
+                taken = conn.execute(select(key).where(key.in_(ids)).limit(1)).scalar()
+                if taken is not None:
                     raise InvalidValue(
-                        "database_url",
-                        _hide(url),
-                        "already holds products or orders; simulate into an empty database",
+                        model.__tablename__,
+                        taken,
+                        "already in the database: this world (profile and seed) was simulated "
+                        "into it before",
                     )
     except OperationalError as exc:
         raise InvalidValue("database_url", _hide(url), f"cannot connect: {exc.orig}") from exc

@@ -9,7 +9,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Engine, Integer, MetaData, String, Table, select
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    inspect,
+    select,
+)
 from sqlalchemy.engine import make_url
 
 truth_metadata = MetaData()
@@ -48,16 +59,24 @@ def record_run(engine: Engine, **values: Any) -> int:
         return int(key[0])
 
 
-def finish_run(engine: Engine, run_id: int, finished_at: datetime, summary: dict[str, Any]) -> None:
+def finish_run(
+    engine: Engine, run_id: int, finished_at: datetime, summary: dict[str, Any], folder: Path
+) -> None:
     with engine.begin() as conn:
         conn.execute(
             sim_runs.update()
             .where(sim_runs.c.id == run_id)
-            .values(finished_at=finished_at, summary=json.loads(json.dumps(summary, default=str)))
+            .values(
+                finished_at=finished_at,
+                truth_dir=str(folder),
+                summary=json.loads(json.dumps(summary, default=str)),
+            )
         )
 
 
 def simulated_runs(engine: Engine) -> list[dict[str, Any]]:
-    truth_metadata.create_all(engine)
+    """The simulation runs recorded in a database (none when it was never simulated into)."""
     with engine.connect() as conn:
+        if not inspect(conn).has_table(sim_runs.name):
+            return []
         return [dict(row._mapping) for row in conn.execute(select(sim_runs))]

@@ -109,3 +109,24 @@ def test_the_cli_does_not_import_the_heavy_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert imported == "[]"
+
+
+def test_simulate_runs_a_world_and_prints_its_summary(fresh_settings: Path) -> None:
+    result = runner.invoke(app, ["simulate", "--profile", "small", "--days", "4", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    for shown in ("order lines", "late-delivery rate", "oracle AUC", "truth"):
+        assert shown in result.output
+    assert fresh_settings.exists()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [(["--profile", "huge"], "profile='huge'"), (["--days", "0"], "days=0")],
+)
+def test_simulate_refuses_bad_input_with_exit_code_2_and_writes_nothing(
+    fresh_settings: Path, arguments: list[str], named: str
+) -> None:
+    result = runner.invoke(app, ["simulate", *arguments])
+    assert result.exit_code == 2
+    assert named in result.output
+    assert not fresh_settings.exists()

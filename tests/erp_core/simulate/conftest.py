@@ -17,7 +17,7 @@ def settings_for(folder: Path, name: str = "world") -> Settings:
 
 
 @pytest.fixture(scope="session")
-def small_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, SimulationSummary]:
+def simulated_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, SimulationSummary]:
     folder = tmp_path_factory.mktemp("small-world")
     settings = settings_for(folder)
     return settings, simulate(settings, "small", seed=SEED)

@@ -11,13 +11,17 @@ import pytest
 from sqlalchemy import create_engine, func, inspect, select
 
 from erp_core.db.engine import make_engine, make_session_factory
+from erp_core.db.migrate import upgrade_to_head
 from erp_core.db.models import OrderLine, SalesOrder
 from erp_core.db.uow import UnitOfWork
 from erp_core.domain.errors import InvalidValue, NotFound
 from erp_core.policy import load_policy
 from erp_core.services.integrity import all_violations
+from erp_core.services.master_data import load_master_data
 from erp_core.simulate import truth
 from erp_core.simulate.run import SETTLING_DAYS, rank_auc, simulate
+from tests.conftest import ADMIN, T0
+from tests.conftest import small_world as hand_made_world
 from tests.erp_core.simulate.conftest import SEED, settings_for
 
 
@@ -41,27 +45,27 @@ def order_lines(settings) -> pd.DataFrame:
     return frame
 
 
-def test_late_delivery_and_fill_rate_look_like_a_real_distributor(small_world):
-    _, summary = small_world
+def test_late_delivery_and_fill_rate_look_like_a_real_distributor(simulated_world):
+    _, summary = simulated_world
     assert 0.05 <= summary.late_delivery_rate <= 0.20
     assert 0.88 <= summary.line_fill_rate <= 0.98
     assert summary.lines > 1000
 
 
-def test_world_predictable_but_not_trivially_so(small_world):
-    _, summary = small_world
+def test_world_predictable_but_not_trivially_so(simulated_world):
+    _, summary = simulated_world
     assert 0.6 < summary.oracle_auc_delivery < 0.95
 
 
-def test_items_and_customers_have_a_realistic_mix(small_world):
-    _, summary = small_world
+def test_items_and_customers_have_a_realistic_mix(simulated_world):
+    _, summary = simulated_world
     assert all(summary.item_mix[kind] > 0.05 for kind in ("fast", "slow", "intermittent"))
     assert summary.customer_cadence_mix["weekly"] > 0.2
     assert summary.customer_cadence_mix["quarterly"] > 0.0
 
 
-def test_line_and_pricing_truth_line_up_with_the_erp_one_to_one(small_world):
-    settings, summary = small_world
+def test_line_and_pricing_truth_line_up_with_the_erp_one_to_one(simulated_world):
+    settings, summary = simulated_world
     lines = order_lines(settings)
     folder = Path(summary.truth_dir)
     line_truth = pd.read_parquet(folder / truth.LINES)
@@ -75,8 +79,8 @@ def test_line_and_pricing_truth_line_up_with_the_erp_one_to_one(small_world):
     assert (promised.p_late_delivery >= promised.p_late_ship - 1e-12).all()
 
 
-def test_realised_outcomes_follow_the_drawn_fates(small_world):
-    _, summary = small_world
+def test_realised_outcomes_follow_the_drawn_fates(simulated_world):
+    _, summary = simulated_world
     frame = pd.read_parquet(Path(summary.truth_dir) / truth.LINES)
     settled = frame.entered_on <= frame.entered_on.max() - pd.Timedelta(days=SETTLING_DAYS)
     delivered = frame[settled & frame.late_delivery.notna() & (frame.cause != "never_promised")]
@@ -93,8 +97,8 @@ def test_realised_outcomes_follow_the_drawn_fates(small_world):
     assert abs(gap.mean()) < 4 * standard_error
 
 
-def test_demand_truth_covers_every_sku_location_day_and_matches_what_was_ordered(small_world):
-    settings, summary = small_world
+def test_demand_truth_covers_every_sku_location_day_and_matches_what_was_ordered(simulated_world):
+    settings, summary = simulated_world
     demand = pd.read_parquet(Path(summary.truth_dir) / truth.DEMAND)
     assert len(demand) == summary.days * 30 * 2
     assert (demand.expected_units >= 0).all()
@@ -105,8 +109,8 @@ def test_demand_truth_covers_every_sku_location_day_and_matches_what_was_ordered
     assert abs(realised - expected) / expected < 0.1
 
 
-def test_simulated_books_balance(small_world):
-    settings, _ = small_world
+def test_simulated_books_balance(simulated_world):
+    settings, _ = simulated_world
     engine = make_engine(settings.database_url)
     uow = UnitOfWork(make_session_factory(engine), load_policy())
     with uow:
@@ -148,8 +152,8 @@ def test_bad_request_is_refused_before_anything_is_written(tmp_path, profile, da
     assert not (tmp_path / "world.db").exists()
 
 
-def test_database_with_data_is_refused_and_left_alone(small_world):
-    settings, _ = small_world
+def test_database_with_data_is_refused_and_left_alone(simulated_world):
+    settings, _ = simulated_world
     before = order_lines(settings)
     with pytest.raises(InvalidValue) as refused:
         simulate(settings, "small", days=3)
@@ -179,8 +183,8 @@ def test_rank_auc_matches_the_pairwise_definition():
     assert rank_auc(scores, outcomes) == pytest.approx(np.mean(pairs))
 
 
-def test_simulated_database_is_marked_as_simulated(small_world):
-    settings, _ = small_world
+def test_simulated_database_is_marked_as_simulated(simulated_world):
+    settings, _ = simulated_world
     engine = make_engine(settings.database_url)
     assert "sim_runs" in inspect(engine).get_table_names()
     runs = truth.simulated_runs(engine)
@@ -190,3 +194,27 @@ def test_simulated_database_is_marked_as_simulated(small_world):
     assert [(r["profile"], r["seed"]) for r in runs] == [("small", SEED)]
     assert runs[0]["summary"]["orders"] == orders
     assert NotFound  # (imported for the refusal tests' error table)
+
+
+def test_append_adds_the_world_beside_foreign_data_and_leaves_it_alone(tmp_path):
+    settings = settings_for(tmp_path)
+    upgrade_to_head(settings.database_url)  # as `erpx init` leaves it
+    foreign = UnitOfWork.from_url(settings.database_url)
+    load_master_data(foreign, ADMIN, hand_made_world(), T0)
+    foreign.engine.dispose()
+    with pytest.raises(InvalidValue) as refused:
+        simulate(settings, "small", days=3)
+    assert "--append" in refused.value.message
+    summary = simulate(settings, "small", days=6, append=True)
+    assert summary.lines > 0
+    engine = make_engine(settings.database_url)
+    with engine.connect() as conn:
+        widget = conn.execute(
+            select(func.count()).select_from(OrderLine).where(OrderLine.sku == "WIDGET")
+        ).scalar_one()
+    engine.dispose()
+    assert widget == 0
+    # The same world twice would reuse its ids: refused, naming the one taken.
+    with pytest.raises(InvalidValue) as again:
+        simulate(settings, "small", days=3, append=True)
+    assert again.value.field == "products"
