@@ -328,14 +328,20 @@ class Simulation:
                     **self.truth_pricing[row.parent_line_id],
                     "line_id": row.id,
                 }
-        transit_draws: dict[int, float] = {}
+        transit_draws: dict[int, tuple[float, int]] = {}
         for row in rows:
             if row.id in self.plans or row.id not in promises or row.lane_id is None:
                 continue
             split = row.parent_line_id is not None or row.id in parents
             # Lines on one lane travel in one truck: one transit draw per lane of the order.
-            draw = transit_draws.setdefault(row.lane_id, float(self.rng.random()))
-            self._plan_line(row, promises[row.id], today, now, order_lines, split, draw)
+            if row.lane_id not in transit_draws:
+                transit_draws[row.lane_id] = (
+                    float(self.rng.random()),
+                    hazards.draw_delay_days(self.rng),
+                )
+            self._plan_line(
+                row, promises[row.id], today, now, order_lines, split, transit_draws[row.lane_id]
+            )
 
     def _first_promises(self, line_ids: list[int]) -> dict[int, LinePromise]:
         first: dict[int, LinePromise] = {}
@@ -353,7 +359,7 @@ class Simulation:
         now: datetime,
         order_lines: int,
         split: bool,
-        transit_draw: float,
+        transit_draw: tuple[float, int],
     ) -> None:
         w = self.world
         day = (today - w.start).days
@@ -386,7 +392,7 @@ class Simulation:
         )
         hazard = hazards.LineHazard(p_stock, p_handling, p_transit)
         handling_late = bool(self.rng.random() < p_handling)
-        transit_late = transit_draw < p_transit
+        transit_late = transit_draw[0] < p_transit
         plan = LinePlan(
             line_id=row.id,
             order_id=row.order_id,
@@ -401,7 +407,7 @@ class Simulation:
             handling_late=handling_late,
             handling_delay=hazards.draw_delay_days(self.rng) if handling_late else 0,
             transit_late=transit_late,
-            transit_delay=1 + int(transit_draw * 1000) % 3 if transit_late else 0,
+            transit_delay=transit_draw[1] if transit_late else 0,
             cause=_cause(row.state == "backordered", handling_late, transit_late),
         )
         self.plans[row.id] = plan

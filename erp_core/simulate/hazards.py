@@ -108,4 +108,4 @@ def receipt_late_probability(delay_pmf: np.ndarray, days_past_expected: int) -> 
 
 def draw_delay_days(rng: np.random.Generator) -> int:
     """How many business days a late event slips: 1 most often, sometimes a week."""
-    return int(min(8, 1 + rng.geometric(0.55) - 1))
+    return int(min(8, rng.geometric(0.55)))
