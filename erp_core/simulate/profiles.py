@@ -51,7 +51,7 @@ PROFILES: dict[str, Profile] = {
         customers=3000,
         suppliers=40,
         carriers=4,
-        lines_per_day=1900,
+        lines_per_day=2000,
     ),
 }
 
