@@ -2,18 +2,35 @@
 
 Services open it with ``with uow:``, do their work, and call ``uow.commit()``; leaving the block
 without a commit rolls everything back, so an error never leaves half an order behind.
+
+It also remembers which rows the transaction holds locks on (``held``/``hold``): a service that
+locks a row the transaction already holds needs no second ``SELECT ... FOR UPDATE``. A lock taken
+inside a savepoint that is not released is forgotten with the savepoint (PostgreSQL gives it up on
+``ROLLBACK TO SAVEPOINT``), and every lock is forgotten when the transaction ends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from erp_core.db.engine import make_engine, make_session_factory
 from erp_core.policy import Policy, load_policy
+
+
+@dataclass
+class _Level:
+    """One level of nesting: the savepoint it runs in (None for the transaction itself), whether
+    its work was committed, and the row locks taken while it was the innermost level."""
+
+    savepoint: SessionTransaction | None
+    committed: bool = False
+    locks: dict[Hashable, Any] = field(default_factory=dict)
 
 
 class UnitOfWork:
@@ -24,7 +41,7 @@ class UnitOfWork:
     def __init__(self, session_factory: sessionmaker[Session], policy: Policy) -> None:
         self.session_factory = session_factory
         self.policy = policy
-        self._depth = 0
+        self._levels: list[_Level] = []
 
     @classmethod
     def from_url(cls, url: str, policy: Policy | None = None) -> UnitOfWork:
@@ -43,12 +60,11 @@ class UnitOfWork:
     def __enter__(self) -> Self:
         # Re-entrant: a service called inside another unit of work (a simulated day, a batch
         # import) joins the outer transaction in a SAVEPOINT, so a refused act undoes only itself.
-        if self._depth == 0:
+        if not self._levels:
             self.session = self.session_factory()
-            self._savepoints: list[SessionTransaction] = []
+            self._levels.append(_Level(savepoint=None))
         else:
-            self._savepoints.append(self.session.begin_nested())
-        self._depth += 1
+            self._levels.append(_Level(savepoint=self.session.begin_nested()))
         return self
 
     def __exit__(
@@ -57,30 +73,54 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._depth -= 1
-        if self._depth == 0:
+        level = self._levels.pop()
+        if level.savepoint is None:
             # close() rolls back whatever was not committed and detaches the loaded objects
             # without expiring them, so results stay readable after the block.
             self.session.close()
             return
-        savepoint = self._savepoints.pop()
-        if savepoint.is_active:
-            savepoint.rollback()
+        if not level.committed:
+            if level.savepoint.is_active:
+                level.savepoint.rollback()
+            level.locks.clear()
+        # Locks this level took and kept now belong to the enclosing level.
+        self._levels[-1].locks.update(level.locks)
 
     @property
     def is_outermost(self) -> bool:
-        return self._depth == 1
+        return len(self._levels) == 1
 
     def commit(self) -> None:
         """Commit; inside an outer unit of work, release the savepoint (the outer one commits)."""
-        if self.is_outermost:
+        level = self._levels[-1]
+        if level.savepoint is None:
             self.session.commit()
+            level.locks.clear()  # the transaction's locks end with it
         else:
-            self._savepoints[-1].commit()
+            level.savepoint.commit()
+            level.committed = True
 
     def rollback(self) -> None:
         """Undo this level's work: the whole transaction, or only the innermost savepoint."""
-        if self.is_outermost:
+        level = self._levels[-1]
+        if level.savepoint is None:
             self.session.rollback()
-        elif self._savepoints[-1].is_active:
-            self._savepoints[-1].rollback()
+        elif level.savepoint.is_active:
+            level.savepoint.rollback()
+        level.committed = False
+        level.locks.clear()
+
+    def held(self, key: Hashable) -> Any | None:
+        """The row this transaction already holds a lock on under ``key``, or None.
+
+        While the lock is held nobody else can change the row, so the object loaded when it was
+        locked is current (changes made in a rolled-back savepoint are expired by the session).
+        """
+        for level in reversed(self._levels):
+            if key in level.locks:
+                return level.locks[key]
+        return None
+
+    def hold(self, key: Hashable, row: Any) -> None:
+        """Remember that this transaction now holds the lock on ``row`` (see ``held``)."""
+        self._levels[-1].locks[key] = row

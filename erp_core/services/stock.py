@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -41,31 +41,65 @@ BUCKETS = ("on_hand", "reserved", "on_order")
 def lock_balances(
     uow: UnitOfWork, pairs: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], InventoryBalance]:
-    """Lock (creating when missing) the balance rows of (sku, location) pairs, in sorted order."""
+    """Lock (creating when missing) the balance rows of (sku, location) pairs, in sorted order.
+
+    Rows this transaction already holds are not asked for again; the others are locked with one
+    ``SELECT ... FOR UPDATE`` (``ORDER BY`` the key, so locks are taken in the one global order),
+    and only pairs without a row yet are inserted first.
+    """
     wanted = sorted(set(pairs))
-    if not wanted:
-        return {}
+    locked: dict[tuple[str, str], InventoryBalance] = {}
+    missing: list[tuple[str, str]] = []
+    for pair in wanted:
+        held = uow.held(_balance_lock_key(pair))
+        if held is None:
+            missing.append(pair)
+        else:
+            locked[pair] = held
+    if missing:
+        found = _select_for_update(uow, missing)
+        absent = [pair for pair in missing if pair not in found]
+        if absent:
+            _insert_empty_balances(uow, absent)
+            found.update(_select_for_update(uow, absent))
+        for pair, balance in found.items():
+            uow.hold(_balance_lock_key(pair), balance)
+        locked.update(found)
+    return {pair: locked[pair] for pair in wanted}
+
+
+def _balance_lock_key(pair: tuple[str, str]) -> tuple[str, str, str]:
+    return ("inventory_balance", *pair)
+
+
+def _select_for_update(
+    uow: UnitOfWork, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], InventoryBalance]:
+    """Lock and (re)load the balance rows of ``pairs`` that exist (on SQLite the transaction's
+    ``BEGIN IMMEDIATE`` already serialises writers, and ``FOR UPDATE`` is not rendered)."""
+    rows = uow.session.execute(
+        select(InventoryBalance)
+        .where(tuple_(InventoryBalance.sku, InventoryBalance.location_id).in_(pairs))
+        .order_by(InventoryBalance.sku, InventoryBalance.location_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalars()
+    return {(row.sku, row.location_id): row for row in rows}
+
+
+def _insert_empty_balances(uow: UnitOfWork, pairs: Sequence[tuple[str, str]]) -> None:
+    """Insert zero balances for the pairs; a row a concurrent transaction just created wins."""
     insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
     uow.session.execute(
         insert(InventoryBalance)
         .values(
             [
                 {"sku": s, "location_id": loc, "on_hand": 0, "reserved": 0, "on_order": 0}
-                for s, loc in wanted
+                for s, loc in pairs
             ]
         )
         .on_conflict_do_nothing()
     )
-    locked: dict[tuple[str, str], InventoryBalance] = {}
-    for sku, location_id in wanted:
-        balance = uow.session.execute(
-            select(InventoryBalance)
-            .where(InventoryBalance.sku == sku, InventoryBalance.location_id == location_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).scalar_one()
-        locked[(sku, location_id)] = balance
-    return locked
 
 
 def lock_balance(uow: UnitOfWork, sku: str, location_id: str) -> InventoryBalance:
