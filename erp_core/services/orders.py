@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from erp_core.db.models import (
     ApprovalRequest,
     Customer,
+    InventoryBalance,
     Lane,
     LinePromise,
     Location,
@@ -30,7 +31,7 @@ from erp_core.db.models import (
     Supplier,
 )
 from erp_core.db.uow import UnitOfWork
-from erp_core.domain.atp import Allocation, plan_allocation
+from erp_core.domain.atp import Allocation, StockPosition, plan_allocation
 from erp_core.domain.credit import exceeds_credit_limit
 from erp_core.domain.errors import InvalidValue, NotFound
 from erp_core.domain.pricing import PriceBreak, decide_price, parse_money
@@ -48,7 +49,13 @@ from erp_core.services.common import (
 )
 from erp_core.services.exceptions import open_exception
 from erp_core.services.idempotency import run_idempotent, validate_key
-from erp_core.services.stock import lock_balances, pick_backlog, reserve, stock_position
+from erp_core.services.stock import (
+    lock_balances,
+    pick_backlog,
+    pick_backlogs,
+    reserve,
+    stock_positions,
+)
 
 DEFAULT_REPLENISH_DAYS = 14
 
@@ -507,12 +514,11 @@ class Allocator:
     def allocate(self, line: OrderLine) -> list[int]:
         """Allocate one confirmed (or credit-released) line; returns exception ids opened."""
         balances = lock_balances(self.uow, [(line.sku, loc) for loc in self.lanes])
-        positions = [stock_position(self.uow, balance) for balance in balances.values()]
-        backlogs = {loc: pick_backlog(self.uow, loc) for loc in self.lanes}
+        backlogs = _Backlogs(self.uow, list(self.lanes))
         plan = plan_allocation(
             quantity=line.quantity,
             home_location=self.customer.home_location_id,
-            positions=positions,
+            positions=self._positions(line, list(balances.values())),
             replenish_date=self._replenish_date(line.sku),
             estimate_delivery=lambda loc, ready: (
                 self.promise(loc, ready, backlogs[loc]).delivery_date
@@ -520,10 +526,27 @@ class Allocator:
             allow_split=self.order.allow_split,
         )
         exceptions: list[int] = []
-        for part_line, part in zip(self._split(line, plan), plan, strict=True):
+        for index, (part_line, part) in enumerate(zip(self._split(line, plan), plan, strict=True)):
             balance = balances[(line.sku, part.location)]
-            exceptions.extend(self._apply(part_line, part, balance))
+            # The first part joins the queue the plan was made with; later parts queue behind
+            # the parts allocated before them, so their backlog is read again.
+            backlog = backlogs[part.location] if index == 0 else None
+            exceptions.extend(self._apply(part_line, part, balance, backlog))
         return exceptions
+
+    def _positions(
+        self, line: OrderLine, balances: Sequence[InventoryBalance]
+    ) -> list[StockPosition]:
+        """The line's stock positions at the order's locations.
+
+        ``plan_allocation`` looks at backorders and scheduled receipts only when no location can
+        fill the whole line from free stock; when one can (the common case), positions from the
+        locked balances alone give the same plan without the two queries.
+        """
+        on_shelf = [StockPosition(b.location_id, b.on_hand, b.reserved) for b in balances]
+        if any(position.free_now >= line.quantity for position in on_shelf):
+            return on_shelf
+        return stock_positions(self.uow, balances)
 
     def _split(self, line: OrderLine, plan: Sequence[Allocation]) -> list[OrderLine]:
         """The first part stays on the line; each further part becomes a child line."""
@@ -532,10 +555,12 @@ class Allocator:
             for part in plan[1:]
         ]
 
-    def _apply(self, line: OrderLine, part: Allocation, balance: Any) -> list[int]:
+    def _apply(
+        self, line: OrderLine, part: Allocation, balance: InventoryBalance, backlog: int | None
+    ) -> list[int]:
         line.location_id = part.location
         line.lane_id = self.lanes[part.location].id
-        promise = self.promise(part.location, part.ready_on)
+        promise = self.promise(part.location, part.ready_on, backlog)
         if part.from_stock:
             reserve(self.uow, balance, line, self.actor, self.now)
             transition(
@@ -598,6 +623,21 @@ class Allocator:
         )
         days = supplier.nominal_lead_days if supplier else DEFAULT_REPLENISH_DAYS
         return self.now.date() + timedelta(days=days)
+
+
+class _Backlogs:
+    """The pick backlogs of the order's locations, read in one query when first needed (a line
+    its home location fills from stock needs only that location's)."""
+
+    def __init__(self, uow: UnitOfWork, location_ids: list[str]) -> None:
+        self.uow = uow
+        self.location_ids = location_ids
+        self._counts: dict[str, int] | None = None
+
+    def __getitem__(self, location_id: str) -> int:
+        if self._counts is None:
+            self._counts = pick_backlogs(self.uow, self.location_ids)
+        return self._counts[location_id]
 
 
 def _describe(

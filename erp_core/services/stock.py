@@ -7,10 +7,10 @@ Balance rows are locked in a fixed order (sku, location) so two transactions nev
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select, tuple_, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -221,65 +221,108 @@ def unreserve(
 
 
 def backordered_quantity(uow: UnitOfWork, sku: str, location_id: str) -> int:
-    return int(
-        uow.session.execute(
-            select(func.coalesce(func.sum(OrderLine.quantity), 0)).where(
-                OrderLine.sku == sku,
-                OrderLine.location_id == location_id,
-                OrderLine.state == LineState.BACKORDERED,
-            )
-        ).scalar_one()
-    )
+    return backordered_by_location(uow, sku, [location_id])[location_id]
+
+
+def backordered_by_location(
+    uow: UnitOfWork, sku: str, location_ids: Collection[str]
+) -> dict[str, int]:
+    """Units of the SKU waiting on backorder at each of the locations (one grouped query)."""
+    rows = uow.session.execute(
+        select(OrderLine.location_id, func.sum(OrderLine.quantity))
+        .where(
+            OrderLine.sku == sku,
+            OrderLine.location_id.in_(location_ids),
+            OrderLine.state == LineState.BACKORDERED,
+        )
+        .group_by(OrderLine.location_id)
+    ).all()
+    waiting = {location_id: int(quantity) for location_id, quantity in rows}
+    return {location_id: waiting.get(location_id, 0) for location_id in location_ids}
 
 
 def scheduled_receipts(uow: UnitOfWork, sku: str, location_id: str) -> tuple[ScheduledReceipt, ...]:
     """Open purchase-order lines and inbound transfers of the SKU at the location."""
-    po_rows = uow.session.execute(
+    return scheduled_receipts_by_location(uow, sku, [location_id])[location_id]
+
+
+def scheduled_receipts_by_location(
+    uow: UnitOfWork, sku: str, location_ids: Collection[str]
+) -> dict[str, tuple[ScheduledReceipt, ...]]:
+    """Open purchase-order lines and inbound transfers of the SKU at each of the locations, read
+    in one query (purchase orders first, then transfers, as the ATP arithmetic does not care)."""
+    open_po_lines = (
         select(
-            PurchaseOrderLine.expected_date,
-            PurchaseOrderLine.quantity - PurchaseOrderLine.received_quantity,
+            PurchaseOrder.location_id.label("location_id"),
+            PurchaseOrderLine.expected_date.label("expected_date"),
+            (PurchaseOrderLine.quantity - PurchaseOrderLine.received_quantity).label("quantity"),
         )
         .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
         .where(
             PurchaseOrderLine.sku == sku,
-            PurchaseOrder.location_id == location_id,
+            PurchaseOrder.location_id.in_(location_ids),
             PurchaseOrder.status.in_(
                 [PurchaseOrderStatus.OPEN, PurchaseOrderStatus.PARTIALLY_RECEIVED]
             ),
             PurchaseOrderLine.received_quantity < PurchaseOrderLine.quantity,
         )
-    ).all()
-    transfer_rows = uow.session.execute(
-        select(Transfer.expected_date, Transfer.quantity).where(
-            Transfer.sku == sku,
-            Transfer.to_location_id == location_id,
-            Transfer.status == TransferStatus.IN_TRANSIT,
-        )
-    ).all()
-    return tuple(
-        ScheduledReceipt(expected, int(qty)) for expected, qty in [*po_rows, *transfer_rows]
     )
+    inbound_transfers = select(
+        Transfer.to_location_id, Transfer.expected_date, Transfer.quantity
+    ).where(
+        Transfer.sku == sku,
+        Transfer.to_location_id.in_(location_ids),
+        Transfer.status == TransferStatus.IN_TRANSIT,
+    )
+    receipts: dict[str, list[ScheduledReceipt]] = {location_id: [] for location_id in location_ids}
+    for location_id, expected, quantity in uow.session.execute(
+        union_all(open_po_lines, inbound_transfers)
+    ):
+        receipts[location_id].append(ScheduledReceipt(expected, int(quantity)))
+    return {location_id: tuple(found) for location_id, found in receipts.items()}
 
 
 def stock_position(uow: UnitOfWork, balance: InventoryBalance) -> StockPosition:
-    return StockPosition(
-        location=balance.location_id,
-        on_hand=balance.on_hand,
-        reserved=balance.reserved,
-        backordered=backordered_quantity(uow, balance.sku, balance.location_id),
-        receipts=scheduled_receipts(uow, balance.sku, balance.location_id),
-    )
+    return stock_positions(uow, [balance])[0]
+
+
+def stock_positions(uow: UnitOfWork, balances: Sequence[InventoryBalance]) -> list[StockPosition]:
+    """The positions of one SKU at the balances' locations, in the balances' order: two queries
+    for all locations instead of two per location."""
+    if not balances:
+        return []
+    skus = {balance.sku for balance in balances}
+    if len(skus) != 1:
+        raise ValueError(f"stock_positions takes the balances of one SKU, got {sorted(skus)}")
+    locations = [balance.location_id for balance in balances]
+    backordered = backordered_by_location(uow, balances[0].sku, locations)
+    receipts = scheduled_receipts_by_location(uow, balances[0].sku, locations)
+    return [
+        StockPosition(
+            location=balance.location_id,
+            on_hand=balance.on_hand,
+            reserved=balance.reserved,
+            backordered=backordered[balance.location_id],
+            receipts=receipts[balance.location_id],
+        )
+        for balance in balances
+    ]
 
 
 def pick_backlog(uow: UnitOfWork, location_id: str) -> int:
     """Lines allocated at the location and not yet picked: the queue a new line joins."""
-    return int(
-        uow.session.execute(
-            select(func.count(OrderLine.id)).where(
-                OrderLine.location_id == location_id, OrderLine.state == LineState.ALLOCATED
-            )
-        ).scalar_one()
-    )
+    return pick_backlogs(uow, [location_id])[location_id]
+
+
+def pick_backlogs(uow: UnitOfWork, location_ids: Collection[str]) -> dict[str, int]:
+    """``pick_backlog`` of several locations in one grouped query."""
+    rows = uow.session.execute(
+        select(OrderLine.location_id, func.count(OrderLine.id))
+        .where(OrderLine.location_id.in_(location_ids), OrderLine.state == LineState.ALLOCATED)
+        .group_by(OrderLine.location_id)
+    ).all()
+    queued = {location_id: int(count) for location_id, count in rows}
+    return {location_id: queued.get(location_id, 0) for location_id in location_ids}
 
 
 def current_promise(uow: UnitOfWork, line_id: int) -> LinePromise | None:
