@@ -3,10 +3,12 @@
 Services open it with ``with uow:``, do their work, and call ``uow.commit()``; leaving the block
 without a commit rolls everything back, so an error never leaves half an order behind.
 
-It also remembers which rows the transaction holds locks on (``held``/``hold``): a service that
-locks a row the transaction already holds needs no second ``SELECT ... FOR UPDATE``. A lock taken
-inside a savepoint that is not released is forgotten with the savepoint (PostgreSQL gives it up on
-``ROLLBACK TO SAVEPOINT``), and every lock is forgotten when the transaction ends.
+``get`` keeps the master data a transaction reads over and over (products, suppliers, lanes) in
+memory until the session closes. The unit of work also remembers which rows its transaction holds
+locks on (``held``/``hold``): a service that locks a row the transaction already holds needs no
+second ``SELECT ... FOR UPDATE``. A lock taken inside a savepoint that is not released is
+forgotten with the savepoint (PostgreSQL gives it up on ``ROLLBACK TO SAVEPOINT``), and every lock
+is forgotten when the transaction ends.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from erp_core.db.engine import make_engine, make_session_factory
 from erp_core.policy import Policy, load_policy
+
+RowT = TypeVar("RowT")
 
 
 @dataclass
@@ -62,6 +66,7 @@ class UnitOfWork:
         # import) joins the outer transaction in a SAVEPOINT, so a refused act undoes only itself.
         if not self._levels:
             self.session = self.session_factory()
+            self._kept: dict[tuple[type[Any], Any], Any] = {}
             self._levels.append(_Level(savepoint=None))
         else:
             self._levels.append(_Level(savepoint=self.session.begin_nested()))
@@ -78,6 +83,7 @@ class UnitOfWork:
             # close() rolls back whatever was not committed and detaches the loaded objects
             # without expiring them, so results stay readable after the block.
             self.session.close()
+            self._kept.clear()
             return
         if not level.committed:
             if level.savepoint.is_active:
@@ -109,6 +115,20 @@ class UnitOfWork:
             level.savepoint.rollback()
         level.committed = False
         level.locks.clear()
+
+    def get(self, model: type[RowT], key: Any) -> RowT | None:
+        """``session.get`` for rows a transaction reads again and again (products, suppliers,
+        lanes, locations).
+
+        The session's identity map holds its objects only weakly, so a row no variable refers to
+        any more is read from the database again by the next ``session.get``. The row is kept
+        here until the session closes, so later gets are answered from the identity map; each
+        get still goes through the session, which reloads the row if it was expired or expunged.
+        """
+        row = self.session.get(model, key)
+        if row is not None:
+            self._kept[(model, key)] = row
+        return row
 
     def held(self, key: Hashable) -> Any | None:
         """The row this transaction already holds a lock on under ``key``, or None.

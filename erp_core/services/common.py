@@ -33,6 +33,17 @@ def get_or_raise(
     return row
 
 
+def get_kept_or_raise(
+    uow: UnitOfWork, model: type[ModelT], key: Any, *, entity: str, field: str
+) -> ModelT:
+    """Like ``get_or_raise`` for master data read over and over in one transaction (see
+    ``UnitOfWork.get``)."""
+    row = uow.get(model, key)
+    if row is None:
+        raise NotFound(entity, field, key)
+    return row
+
+
 def require_aware(field: str, moment: datetime) -> datetime:
     if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise InvalidValue(field, moment, "must be a timezone-aware datetime")

@@ -51,6 +51,7 @@ from erp_core.domain.states import ExceptionStatus, LineState, ShipmentStatus, c
 from erp_core.policy import Actor
 from erp_core.services.common import (
     audit,
+    get_kept_or_raise,
     get_or_raise,
     parse_date,
     parse_quantity,
@@ -203,7 +204,7 @@ def _pick(
     lines, balances = _lock_pickable_lines(uow, order, quantities)
     location_id = _only(lines, "location_id", "location")
     lane_id = _only(lines, "lane_id", "lane")
-    lane = uow.session.get(Lane, lane_id) if lane_id is not None else None
+    lane = uow.get(Lane, lane_id) if lane_id is not None else None
     shipment = _open_shipment(uow, actor, now, order, location_id, lane, lines, quantities)
     short_picks: list[ShortPick] = []
     for line in lines:
@@ -343,7 +344,7 @@ def _open_shipment(
 
 
 def _weight_kg(uow: UnitOfWork, sku: str) -> Decimal:
-    product = get_or_raise(uow.session, Product, sku, entity="product", field="sku")
+    product = get_kept_or_raise(uow, Product, sku, entity="product", field="sku")
     return product.weight_kg
 
 
@@ -467,18 +468,18 @@ def _shortfall_ready_on(
 
 
 def _supplier_lead_days(uow: UnitOfWork, sku: str) -> int:
-    product = uow.session.get(Product, sku)
+    product = uow.get(Product, sku)
     supplier_id = product.preferred_supplier_id if product else None
-    supplier = uow.session.get(Supplier, supplier_id) if supplier_id else None
+    supplier = uow.get(Supplier, supplier_id) if supplier_id else None
     return supplier.nominal_lead_days if supplier else DEFAULT_REPLENISH_DAYS
 
 
 def _promise(uow: UnitOfWork, line: OrderLine, ready_on: date, now: datetime) -> Promise:
     """Ship and delivery promise at the line's location and lane, as order capture makes it."""
-    location = get_or_raise(
-        uow.session, Location, line.location_id, entity="location", field="location_id"
+    location = get_kept_or_raise(
+        uow, Location, line.location_id, entity="location", field="location_id"
     )
-    lane = uow.session.get(Lane, line.lane_id) if line.lane_id is not None else None
+    lane = uow.get(Lane, line.lane_id) if line.lane_id is not None else None
     return promise_for(
         entered_at=now,
         stock_ready_on=ready_on,

@@ -248,7 +248,7 @@ def _parse_line(
     uow: UnitOfWork, index: int, request: LineRequest
 ) -> tuple[Product, int, Decimal | None]:
     prefix = f"lines[{index}]"
-    product = uow.session.get(Product, request.sku)
+    product = uow.get(Product, request.sku)
     if product is None or not product.active:
         raise NotFound("product", f"{prefix}.sku", request.sku)
     quantity = parse_quantity(f"{prefix}.quantity", request.quantity)
@@ -615,9 +615,9 @@ class Allocator:
         return [case.id]
 
     def _replenish_date(self, sku: str) -> date:
-        product = self.uow.session.get(Product, sku)
+        product = self.uow.get(Product, sku)
         supplier = (
-            self.uow.session.get(Supplier, product.preferred_supplier_id)
+            self.uow.get(Supplier, product.preferred_supplier_id)
             if product is not None and product.preferred_supplier_id
             else None
         )

@@ -150,7 +150,7 @@ def _parse_line(
     uow: UnitOfWork, index: int, request: PurchaseLineRequest, today: date, default_expected: date
 ) -> tuple[Product, int, Decimal, date]:
     prefix = f"lines[{index}]"
-    product = uow.session.get(Product, request.sku)
+    product = uow.get(Product, request.sku)
     if product is None or not product.active:
         raise NotFound("product", f"{prefix}.sku", request.sku)
     quantity = parse_quantity(f"{prefix}.quantity", request.quantity)
