@@ -3,12 +3,21 @@
 Services open it with ``with uow:``, do their work, and call ``uow.commit()``; leaving the block
 without a commit rolls everything back, so an error never leaves half an order behind.
 
-``get`` keeps the master data a transaction reads over and over (products, suppliers, lanes) in
-memory until the session closes. The unit of work also remembers which rows its transaction holds
-locks on (``held``/``hold``): a service that locks a row the transaction already holds needs no
-second ``SELECT ... FOR UPDATE``. A lock taken inside a savepoint that is not released is
-forgotten with the savepoint (PostgreSQL gives it up on ``ROLLBACK TO SAVEPOINT``), and every lock
-is forgotten when the transaction ends.
+Three things make many small acts in one transaction (a simulated day, a batch import) cheap:
+
+- ``append`` queues rows of the append-only history tables (audit trail, line state changes,
+  the stock ledger, price decisions) and ``commit`` writes them with one multi-row INSERT per
+  table, instead of one ORM object and flush each. Nothing in an act reads those tables back
+  before it commits; ``write_appended`` is there for one that would.
+- ``get`` keeps the master data a transaction reads over and over (products, suppliers, lanes)
+  in memory until the session closes.
+- ``held``/``hold`` remember which rows the transaction holds locks on, so a service that locks a
+  row the transaction already holds needs no second ``SELECT ... FOR UPDATE``.
+
+A nested unit of work runs in a SAVEPOINT. Leaving it without ``commit`` undoes only its own work:
+its savepoint is rolled back, its queued rows are dropped and its locks are forgotten (PostgreSQL
+gives them up on ``ROLLBACK TO SAVEPOINT``). Queued rows of the enclosing level are written before
+a savepoint starts, so they never depend on it.
 """
 
 from __future__ import annotations
@@ -18,22 +27,45 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from erp_core.db.engine import make_engine, make_session_factory
+from erp_core.db.models import AuditEntry, Base, InventoryMovement, LineStateChange, PriceDecision
 from erp_core.policy import Policy, load_policy
 
 RowT = TypeVar("RowT")
+
+APPEND_ONLY: tuple[type[Base], ...] = (
+    AuditEntry,
+    LineStateChange,
+    InventoryMovement,
+    PriceDecision,
+)
+"""The tables ``append`` writes: rows that are inserted once, never updated, and not read back
+by the act that writes them."""
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+_APPEND_COLUMNS: dict[Table, frozenset[str]] = {
+    _table(model): frozenset(c.name for c in _table(model).columns if not c.primary_key)
+    for model in APPEND_ONLY
+}
 
 
 @dataclass
 class _Level:
     """One level of nesting: the savepoint it runs in (None for the transaction itself), whether
-    its work was committed, and the row locks taken while it was the innermost level."""
+    ``commit`` or ``rollback`` has closed it (work after that belongs to the enclosing level),
+    and the row locks taken while it was the innermost level."""
 
     savepoint: SessionTransaction | None
-    committed: bool = False
+    closed: bool = False
     locks: dict[Hashable, Any] = field(default_factory=dict)
 
 
@@ -46,6 +78,8 @@ class UnitOfWork:
         self.session_factory = session_factory
         self.policy = policy
         self._levels: list[_Level] = []
+        self._appended: list[tuple[Table, dict[str, Any]]] = []
+        self._kept: dict[tuple[type[Any], Any], Any] = {}
 
     @classmethod
     def from_url(cls, url: str, policy: Policy | None = None) -> UnitOfWork:
@@ -66,9 +100,9 @@ class UnitOfWork:
         # import) joins the outer transaction in a SAVEPOINT, so a refused act undoes only itself.
         if not self._levels:
             self.session = self.session_factory()
-            self._kept: dict[tuple[type[Any], Any], Any] = {}
             self._levels.append(_Level(savepoint=None))
         else:
+            self.write_appended()
             self._levels.append(_Level(savepoint=self.session.begin_nested()))
         return self
 
@@ -83,12 +117,13 @@ class UnitOfWork:
             # close() rolls back whatever was not committed and detaches the loaded objects
             # without expiring them, so results stay readable after the block.
             self.session.close()
+            self._appended.clear()
             self._kept.clear()
             return
-        if not level.committed:
+        if not level.closed:
             if level.savepoint.is_active:
                 level.savepoint.rollback()
-            level.locks.clear()
+            self._forget(level)
         # Locks this level took and kept now belong to the enclosing level.
         self._levels[-1].locks.update(level.locks)
 
@@ -98,23 +133,65 @@ class UnitOfWork:
 
     def commit(self) -> None:
         """Commit; inside an outer unit of work, release the savepoint (the outer one commits)."""
+        self.write_appended()
         level = self._levels[-1]
         if level.savepoint is None:
             self.session.commit()
             level.locks.clear()  # the transaction's locks end with it
         else:
             level.savepoint.commit()
-            level.committed = True
+            level.closed = True
 
     def rollback(self) -> None:
         """Undo this level's work: the whole transaction, or only the innermost savepoint."""
         level = self._levels[-1]
         if level.savepoint is None:
             self.session.rollback()
-        elif level.savepoint.is_active:
-            level.savepoint.rollback()
-        level.committed = False
+        else:
+            if level.savepoint.is_active:
+                level.savepoint.rollback()
+            level.closed = True
+        self._forget(level)
+
+    def _forget(self, level: _Level) -> None:
+        """Drop what the level's undone work left behind: its queued rows (all queued rows are
+        the innermost level's, as entering a level writes the queue) and its locks."""
+        self._appended.clear()
         level.locks.clear()
+
+    # --- append-only history -------------------------------------------------------------------
+
+    def append(self, model: type[Base], **values: Any) -> None:
+        """Queue one row of an append-only table (``APPEND_ONLY``) for the next ``commit``.
+
+        Every column but the id must be given, so the rows of a table share one INSERT.
+        """
+        table = _table(model)
+        columns = _APPEND_COLUMNS.get(table)
+        if columns is None:
+            raise ValueError(f"{model.__name__} is not an append-only table")
+        if values.keys() != columns:
+            raise ValueError(
+                f"{model.__name__} rows need exactly the columns {sorted(columns)}, "
+                f"got {sorted(values)}"
+            )
+        self._appended.append((table, values))
+
+    def write_appended(self) -> None:
+        """Write the queued append-only rows now: the session is flushed first (the rows refer to
+        order lines and shipments), then one multi-row INSERT per table, in the queued order."""
+        if not self._appended:
+            return
+        self.session.flush()
+        by_table: dict[Table, list[dict[str, Any]]] = {}
+        for table, values in self._appended:
+            by_table.setdefault(table, []).append(values)
+        connection = self.session.connection()
+        for table, rows in by_table.items():
+            connection.execute(table.insert(), rows)
+        self._appended.clear()
+
+    # --- master data and locks -----------------------------------------------------------------
 
     def get(self, model: type[RowT], key: Any) -> RowT | None:
         """``session.get`` for rows a transaction reads again and again (products, suppliers,

@@ -94,18 +94,17 @@ def audit(
     to_state: str | None = None,
     **details: Any,
 ) -> None:
-    uow.session.add(
-        AuditEntry(
-            occurred_at=now,
-            actor=actor.name,
-            role=actor.role,
-            action=action,
-            entity_type=entity_type,
-            entity_id=str(entity_id),
-            from_state=from_state,
-            to_state=to_state,
-            details={k: _jsonable(v) for k, v in details.items()},
-        )
+    uow.append(
+        AuditEntry,
+        occurred_at=now,
+        actor=actor.name,
+        role=actor.role,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        from_state=from_state,
+        to_state=to_state,
+        details={k: _jsonable(v) for k, v in details.items()},
     )
 
 
@@ -128,14 +127,13 @@ def transition(
     if row.id is None:
         uow.session.flush()
     if isinstance(row, OrderLine):
-        uow.session.add(
-            LineStateChange(
-                line_id=row.id,
-                from_state=current,
-                to_state=target,
-                occurred_at=now,
-                actor=actor.name,
-            )
+        uow.append(
+            LineStateChange,
+            line_id=row.id,
+            from_state=current,
+            to_state=target,
+            occurred_at=now,
+            actor=actor.name,
         )
     audit(
         uow, actor, now, action, entity_type, row.id, from_state=current, to_state=target, **details

@@ -329,18 +329,17 @@ def record_price(
     now: datetime,
     approval_id: int | None = None,
 ) -> None:
-    uow.session.add(
-        PriceDecision(
-            line_id=line.id,
-            list_price=line.list_price,
-            tier_price=line.tier_price,
-            unit_price=line.unit_price,
-            discount_pct=line.discount_pct,
-            source=source,
-            decided_at=now,
-            decided_by=actor.name,
-            approval_id=approval_id,
-        )
+    uow.append(
+        PriceDecision,
+        line_id=line.id,
+        list_price=line.list_price,
+        tier_price=line.tier_price,
+        unit_price=line.unit_price,
+        discount_pct=line.discount_pct,
+        source=source,
+        decided_at=now,
+        decided_by=actor.name,
+        approval_id=approval_id,
     )
 
 

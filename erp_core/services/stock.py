@@ -123,18 +123,17 @@ def post(
     if quantity == 0:
         return
     setattr(balance, bucket, getattr(balance, bucket) + quantity)
-    uow.session.add(
-        InventoryMovement(
-            occurred_at=now,
-            sku=balance.sku,
-            location_id=balance.location_id,
-            bucket=bucket,
-            quantity=quantity,
-            kind=kind,
-            reference_type=reference[0] if reference else None,
-            reference_id=reference[1] if reference else None,
-            actor=actor.name,
-        )
+    uow.append(
+        InventoryMovement,
+        occurred_at=now,
+        sku=balance.sku,
+        location_id=balance.location_id,
+        bucket=bucket,
+        quantity=quantity,
+        kind=kind,
+        reference_type=reference[0] if reference else None,
+        reference_id=reference[1] if reference else None,
+        actor=actor.name,
     )
 
 

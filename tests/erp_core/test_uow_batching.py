@@ -1,0 +1,88 @@
+"""What the unit of work keeps for a batch of acts in one transaction (queued history rows, row
+locks) follows the savepoints: a refused act leaves none of it behind."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from erp_core.db.models import AuditEntry, InventoryMovement, LineStateChange, OrderLine
+from erp_core.domain.errors import InvalidValue
+from erp_core.services.orders import LineRequest, capture_order
+from erp_core.services.stock import lock_balance
+from tests.conftest import SALES, T0, stock
+from tests.erp_core.support import assert_books_balance
+
+
+def rows(uow, model, *where) -> int:
+    return uow.session.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+
+
+def test_history_of_an_act_is_readable_in_the_batch_once_the_act_returns(world):
+    stock(world, "WIDGET", "WEST", 5)
+    with world:
+        line = capture_order(
+            world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 2)], now=T0
+        ).lines[0]
+        assert rows(world, LineStateChange, LineStateChange.line_id == line.line_id) == 2
+        line_audit = (
+            AuditEntry.entity_type == "order_line",
+            AuditEntry.entity_id == str(line.line_id),
+        )
+        assert rows(world, AuditEntry, *line_audit) == 3
+        assert rows(world, InventoryMovement, InventoryMovement.kind == "reservation") == 1
+        world.commit()
+    assert_books_balance(world)
+
+
+def test_a_refused_act_in_a_batch_leaves_no_history_behind(world):
+    stock(world, "WIDGET", "WEST", 5)
+    with world:
+        capture_order(world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 1)], now=T0)
+        with pytest.raises(InvalidValue):
+            capture_order(
+                world,
+                SALES,
+                customer_id="C-GOLD",
+                lines=[LineRequest("WIDGET", 3)],
+                now=T0,
+                ship_to_region="nowhere",
+            )
+        world.commit()
+    with world:
+        assert rows(world, OrderLine) == 1
+        assert rows(world, AuditEntry, AuditEntry.action == "capture_order") == 1
+        assert rows(world, LineStateChange) == 2
+    assert_books_balance(world)
+
+
+def test_append_takes_only_whole_rows_of_append_only_tables(world):
+    with world:
+        with pytest.raises(ValueError, match="not an append-only table"):
+            world.append(OrderLine, sku="WIDGET")
+        with pytest.raises(ValueError, match="need exactly the columns"):
+            world.append(AuditEntry, actor="x")
+
+
+def test_locks_taken_in_a_rolled_back_savepoint_are_forgotten(world):
+    with world:
+        with world:
+            undone = lock_balance(world, "WIDGET", "WEST")
+            assert world.held(("inventory_balance", "WIDGET", "WEST")) is undone
+        assert world.held(("inventory_balance", "WIDGET", "WEST")) is None
+        with world:
+            kept = lock_balance(world, "WIDGET", "EAST")
+            world.commit()
+        assert world.held(("inventory_balance", "WIDGET", "EAST")) is kept
+        world.commit()
+        assert world.held(("inventory_balance", "WIDGET", "EAST")) is None
+
+
+def test_a_relocked_balance_shows_what_the_database_holds(world):
+    stock(world, "WIDGET", "WEST", 5)
+    with world:
+        with world:
+            balance = lock_balance(world, "WIDGET", "WEST")
+            balance.on_hand = 99
+            world.session.flush()
+        assert lock_balance(world, "WIDGET", "WEST").on_hand == 5
