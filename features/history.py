@@ -1,0 +1,356 @@
+"""The ERP history the offline pipelines read, loaded once into column frames.
+
+Each table is read with one query and only the columns the features need. Times arrive as int64
+microseconds since the epoch (UTC) and dates as int64 days since the epoch, parsed in bulk by
+pandas rather than row by row by the ORM (on SQLite the raw text is read and parsed once per
+column, which is what makes a million-line history load in seconds).
+
+Two choices here decide what "known at t" means:
+
+* A shipment milestone counts from the moment the ERP recorded it, ``known_at = max(occurred_at,
+  recorded_at)``: a delivery scanned at 11:00 and keyed in at 11:05 was not known at 11:02. The
+  dates the milestone is judged by (shipped on, delivered on) still come from ``occurred_at``.
+* Everything else in the history is stamped by the act that wrote it (``now``), so its
+  ``occurred_at`` is when the ERP knew it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import is_string_dtype
+from sqlalchemy import Engine, Float, Integer, Select, String, case, cast, func, select, type_coerce
+from sqlalchemy.sql.elements import ColumnElement
+
+from erp_core.db.engine import make_engine
+from erp_core.db.models import (
+    ApprovalRequest,
+    AuditEntry,
+    Customer,
+    InventoryMovement,
+    Lane,
+    LinePromise,
+    LineStateChange,
+    Location,
+    OrderLine,
+    PriceDecision,
+    Product,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Receipt,
+    SalesOrder,
+    Shipment,
+    ShipmentEvent,
+    ShipmentLine,
+)
+
+MILESTONES = ("shipped", "delivered")
+
+
+@dataclass(frozen=True)
+class History:
+    """ERP tables as frames. Columns named ``*_at`` are int64 microseconds (UTC); columns named
+    ``*_date`` are int64 days since 1970-01-01."""
+
+    lines: pd.DataFrame
+    """line_id, order_id, parent_line_id, sku, quantity, location_id, lane_id, entered_at"""
+    orders: pd.DataFrame
+    """order_id, customer_id, channel, ship_region"""
+    customers: pd.DataFrame
+    """customer_id, tier, home_location_id"""
+    products: pd.DataFrame
+    """sku, category, abc_class, weight_kg, supplier_id"""
+    locations: pd.DataFrame
+    """location_id, pick_capacity_per_day, timezone"""
+    lanes: pd.DataFrame
+    """lane_id, origin_location_id, dest_region, service_level, transit_days, cost_per_shipment"""
+    state_changes: pd.DataFrame
+    """line_id, from_state, to_state, occurred_at, in the order they were written"""
+    first_promises: pd.DataFrame
+    """line_id, promised_ship_date, promised_delivery_date, decided_at (the line's first row)"""
+    first_prices: pd.DataFrame
+    """line_id, unit_price (the line's first price decision)"""
+    stock_moves: pd.DataFrame
+    """sku, location_id, available_delta (+on hand, -reserved), occurred_at"""
+    milestones: pd.DataFrame
+    """line_id, event_type (shipped | delivered), location_id, lane_id, occurred_at, known_at"""
+    receipts: pd.DataFrame
+    """supplier_id, received_at, days_late"""
+    splits: pd.DataFrame
+    """line_id (the new line), parent_line_id, occurred_at, quantity, kept_quantity: the audit of
+    ``split_line``, the only way a line is created after its order's capture"""
+    expedites: pd.DataFrame
+    """line_id, requested_at, approved_at (int64 microseconds, -1 when not approved)"""
+
+    def table_sizes(self) -> dict[str, int]:
+        return {f.name: len(getattr(self, f.name)) for f in fields(self)}
+
+    def with_tables(self, **tables: pd.DataFrame) -> History:
+        return replace(self, **tables)
+
+
+def load_history(source: Engine | str) -> History:
+    """Read every table the offline features need from the ERP database at ``source``."""
+    engine = make_engine(source) if isinstance(source, str) else source
+    try:
+        with engine.connect() as connection:
+            reader = _Reader(connection, engine.dialect.name)
+            return History(
+                lines=reader.lines(),
+                orders=reader.frame(
+                    select(
+                        SalesOrder.id.label("order_id"),
+                        SalesOrder.customer_id,
+                        SalesOrder.channel,
+                        SalesOrder.ship_to_region.label("ship_region"),
+                    )
+                ),
+                customers=reader.frame(
+                    select(
+                        Customer.id.label("customer_id"),
+                        Customer.tier,
+                        Customer.home_location_id,
+                    )
+                ),
+                products=reader.frame(
+                    select(
+                        Product.sku,
+                        Product.category,
+                        Product.abc_class,
+                        cast(Product.weight_kg, Float).label("weight_kg"),
+                        Product.preferred_supplier_id.label("supplier_id"),
+                    )
+                ),
+                locations=reader.frame(
+                    select(
+                        Location.id.label("location_id"),
+                        Location.pick_capacity_per_day,
+                        Location.timezone,
+                    )
+                ),
+                lanes=reader.lanes(),
+                state_changes=reader.state_changes(),
+                first_promises=reader.first_promises(),
+                first_prices=reader.first_prices(),
+                stock_moves=reader.stock_moves(),
+                milestones=reader.milestones(),
+                receipts=reader.receipts(),
+                splits=reader.splits(),
+                expedites=reader.expedites(),
+            )
+    finally:
+        if isinstance(source, str):
+            engine.dispose()
+
+
+class _Reader:
+    """One query per table; moments and dates converted in bulk."""
+
+    def __init__(self, connection: Any, dialect: str) -> None:
+        self.connection = connection
+        self.dialect = dialect
+
+    # -- conversions --------------------------------------------------------------------------
+
+    def raw(self, column: Any) -> ColumnElement[Any]:
+        """The column as the driver gives it: text on SQLite (parsed in bulk later), a native
+        value elsewhere; never through the ORM's per-value result processing."""
+        if self.dialect == "sqlite":
+            return type_coerce(column, String)
+        return column
+
+    def frame(
+        self,
+        query: Select[Any],
+        micros: tuple[str, ...] = (),
+        days: tuple[str, ...] = (),
+    ) -> pd.DataFrame:
+        """The query's rows. Text columns (states, SKUs, locations, tiers) become categoricals:
+        they repeat a few values millions of times, and lookups then touch small codes."""
+        frame = pd.read_sql(query, self.connection)
+        for name in frame.columns if len(frame) else ():  # an empty result carries no dtypes
+            if name not in micros and name not in days and is_string_dtype(frame[name]):
+                frame[name] = frame[name].astype("category")
+        for name in micros:
+            frame[name] = to_micros(frame[name])
+        for name in days:
+            frame[name] = to_epoch_days(frame[name])
+        return frame
+
+    # -- tables -------------------------------------------------------------------------------
+
+    def lines(self) -> pd.DataFrame:
+        query = select(
+            OrderLine.id.label("line_id"),
+            OrderLine.order_id,
+            OrderLine.parent_line_id,
+            OrderLine.sku,
+            OrderLine.quantity,
+            OrderLine.location_id,
+            OrderLine.lane_id,
+            self.raw(OrderLine.entered_at).label("entered_at"),
+        ).order_by(OrderLine.id)
+        frame = self.frame(query, micros=("entered_at",))
+        frame["parent_line_id"] = frame["parent_line_id"].astype("Int64")
+        frame["lane_id"] = frame["lane_id"].astype("Int64")
+        return frame
+
+    def lanes(self) -> pd.DataFrame:
+        return self.frame(
+            select(
+                Lane.id.label("lane_id"),
+                Lane.origin_location_id,
+                Lane.dest_region,
+                Lane.service_level,
+                Lane.transit_days,
+                cast(Lane.cost_per_shipment, Float).label("cost_per_shipment"),
+            ).order_by(Lane.id)
+        )
+
+    def state_changes(self) -> pd.DataFrame:
+        return self.frame(
+            select(
+                LineStateChange.line_id,
+                LineStateChange.from_state,
+                LineStateChange.to_state,
+                self.raw(LineStateChange.occurred_at).label("occurred_at"),
+            ).order_by(LineStateChange.id),
+            micros=("occurred_at",),
+        )
+
+    def first_promises(self) -> pd.DataFrame:
+        first = select(func.min(LinePromise.id)).group_by(LinePromise.line_id)
+        return self.frame(
+            select(
+                LinePromise.line_id,
+                self.raw(LinePromise.promised_ship_date).label("promised_ship_date"),
+                self.raw(LinePromise.promised_delivery_date).label("promised_delivery_date"),
+                self.raw(LinePromise.decided_at).label("decided_at"),
+            ).where(LinePromise.id.in_(first)),
+            micros=("decided_at",),
+            days=("promised_ship_date", "promised_delivery_date"),
+        )
+
+    def first_prices(self) -> pd.DataFrame:
+        first = select(func.min(PriceDecision.id)).group_by(PriceDecision.line_id)
+        return self.frame(
+            select(
+                PriceDecision.line_id, cast(PriceDecision.unit_price, Float).label("unit_price")
+            ).where(PriceDecision.id.in_(first))
+        )
+
+    def stock_moves(self) -> pd.DataFrame:
+        signed = case(
+            (InventoryMovement.bucket == "on_hand", InventoryMovement.quantity),
+            else_=-InventoryMovement.quantity,
+        )
+        return self.frame(
+            select(
+                InventoryMovement.sku,
+                InventoryMovement.location_id,
+                signed.label("available_delta"),
+                self.raw(InventoryMovement.occurred_at).label("occurred_at"),
+            ).where(InventoryMovement.bucket.in_(("on_hand", "reserved"))),
+            micros=("occurred_at",),
+        )
+
+    def milestones(self) -> pd.DataFrame:
+        frame = self.frame(
+            select(
+                ShipmentLine.line_id,
+                ShipmentEvent.event_type,
+                Shipment.location_id,
+                Shipment.lane_id,
+                self.raw(ShipmentEvent.occurred_at).label("occurred_at"),
+                self.raw(ShipmentEvent.recorded_at).label("recorded_at"),
+            )
+            .join(Shipment, Shipment.id == ShipmentEvent.shipment_id)
+            .join(ShipmentLine, ShipmentLine.shipment_id == Shipment.id)
+            .where(ShipmentEvent.event_type.in_(MILESTONES))
+            .order_by(ShipmentEvent.id, ShipmentLine.line_id),
+            micros=("occurred_at", "recorded_at"),
+        )
+        frame["known_at"] = np.maximum(frame["occurred_at"], frame["recorded_at"])
+        frame["lane_id"] = frame["lane_id"].astype("Int64")
+        # A line leaves in one shipment; keep its first milestone of each kind all the same.
+        return frame.drop(columns="recorded_at").drop_duplicates(["line_id", "event_type"])
+
+    def receipts(self) -> pd.DataFrame:
+        return self.frame(
+            select(
+                PurchaseOrder.supplier_id,
+                self.raw(Receipt.received_at).label("received_at"),
+                Receipt.days_late,
+            )
+            .join(PurchaseOrderLine, PurchaseOrderLine.id == Receipt.purchase_order_line_id)
+            .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id),
+            micros=("received_at",),
+        )
+
+    def splits(self) -> pd.DataFrame:
+        details = AuditEntry.details
+        frame = self.frame(
+            select(
+                cast(AuditEntry.entity_id, Integer).label("line_id"),
+                details["parent_line_id"].as_integer().label("parent_line_id"),
+                self.raw(AuditEntry.occurred_at).label("occurred_at"),
+                details["quantity"].as_integer().label("quantity"),
+                details["kept_quantity"].as_integer().label("kept_quantity"),
+            )
+            .where(AuditEntry.action == "split_line", AuditEntry.entity_type == "order_line")
+            .order_by(AuditEntry.id),
+            micros=("occurred_at",),
+        )
+        return frame.astype(
+            {
+                "line_id": "int64",
+                "parent_line_id": "int64",
+                "quantity": "int64",
+                "kept_quantity": "int64",
+            }
+        )
+
+    def expedites(self) -> pd.DataFrame:
+        approved = case((ApprovalRequest.status == "approved", ApprovalRequest.decided_at))
+        frame = self.frame(
+            select(
+                ApprovalRequest.line_id,
+                self.raw(ApprovalRequest.requested_at).label("requested_at"),
+                self.raw(approved).label("approved_at"),
+            ).where(ApprovalRequest.kind == "expedite", ApprovalRequest.line_id.is_not(None)),
+            micros=("requested_at",),
+        )
+        approved_at = _nullable_micros(frame["approved_at"])
+        frame["approved_at"] = approved_at.where(approved_at != NO_MOMENT, -1)
+        return frame
+
+
+def to_micros(values: pd.Series) -> pd.Series:
+    """Timestamps (ISO text or datetimes) as int64 microseconds since the epoch, UTC."""
+    micros = _nullable_micros(values)
+    if (micros == NO_MOMENT).any():
+        raise ValueError(f"{values.name}: a moment is missing in the ERP history")
+    return micros
+
+
+NO_MOMENT = np.iinfo(np.int64).min
+"""How a missing moment reads after :func:`_nullable_micros` (pandas' NaT as an integer)."""
+
+
+def _nullable_micros(values: pd.Series) -> pd.Series:
+    if len(values) == 0:
+        return pd.Series(np.zeros(0, dtype=np.int64), index=values.index)
+    parsed = pd.to_datetime(values, utc=True, format="ISO8601").dt.as_unit("us")
+    return pd.Series(parsed.array.asi8, index=values.index)
+
+
+def to_epoch_days(values: pd.Series) -> pd.Series:
+    """Dates (ISO text or date objects) as int64 days since 1970-01-01."""
+    if len(values) == 0:
+        return pd.Series(np.zeros(0, dtype=np.int64), index=values.index)
+    parsed = pd.to_datetime(values, format="ISO8601")
+    days = parsed.to_numpy().astype("datetime64[D]").astype(np.int64)
+    return pd.Series(days, index=values.index)

@@ -1,0 +1,514 @@
+"""Late-shipment features: one row per order line at its entry moment ``t``, from ERP history.
+
+Point in time, in three kinds of value:
+
+* **The line as captured.** The ERP keeps a line's current state, quantity and lane, which change
+  after entry (short picks split it, expedites move it to an express lane, credit release gives it
+  a location). The row takes the line as it stood at the end of its capture instead: the last
+  state change at ``t``, the quantity before any later split (from the audit of ``split_line``),
+  the first price decision, the first promise only if it was decided at ``t``, the lane chosen at
+  capture. Lines created after their order's entry (the remainder of a short pick, a partial
+  release) are not entry events and get no row.
+* **Everything else that happened, strictly before ``t``.** Stock, backlog and trailing rates come
+  from event arrays through :mod:`features.asof`: the row's own capture, and any other order
+  entered in the same instant, is never counted.
+* **Labels**, after ``t`` by nature, in their own ``label_*`` columns: judged against the line's
+  first promise whenever it was made (KPIS.md), null while the outcome is unknown.
+
+Rates over few events are shrunk toward the global rate as of ``t`` (over every key, all history
+before ``t``) as ``(k + m * g) / (n + m)``: ``m`` = 20 lines for the location's on-time ship rate
+and the lane's on-time delivery rate, 5 receipts for the supplier's mean lateness; the lane's
+transit variance is shrunk the same way with ``m`` = 10 deliveries. With no history at all before
+``t`` the global rate is unknown and the shrunk rate is null.
+
+Dates a line is judged by (entry date, shipped on, delivered on) are the fulfilling location's
+local dates, as the ERP's promise is.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api.extensions import take
+from sqlalchemy import Engine
+
+from erp_core.domain.calendar import BusinessCalendar
+from erp_core.domain.states import LineState
+from features import calendar as cal
+from features.asof import (
+    MICROS_PER_DAY,
+    key_codes,
+    level_before,
+    rate_before,
+    shrunk_rate,
+    trailing_totals,
+)
+from features.history import History, load_history
+from features.registry import LATE_SHIPMENT
+from features.schema import typed_frame
+
+LOCATION_RATE_STRENGTH = 20
+LANE_RATE_STRENGTH = 20
+TRANSIT_VARIANCE_STRENGTH = 10
+SUPPLIER_LATENESS_STRENGTH = 5
+LOCATION_WINDOWS_DAYS = (14, 56)
+LANE_WINDOWS_DAYS = (28, 90)
+SUPPLIER_WINDOW_DAYS = 56
+HOLIDAY_HORIZON_BUSINESS_DAYS = 2
+
+Columns = dict[str, Any]
+
+
+def build_late_shipment_frame(
+    source: Engine | str, start: date | datetime, end: date | datetime, calendar: BusinessCalendar
+) -> pd.DataFrame:
+    """The late-shipment frame of the lines entered in ``[start, end)`` in the ERP database at
+    ``source`` (an engine or a URL); dates mean midnight UTC."""
+    return late_shipment_frame(load_history(source), start, end, calendar)
+
+
+def late_shipment_frame(
+    history: History, start: date | datetime, end: date | datetime, calendar: BusinessCalendar
+) -> pd.DataFrame:
+    """The frame from history already in memory (what the benchmark times on its own)."""
+    rows = entry_rows(history, to_micros(start), to_micros(end))
+    holidays = cal.holiday_array(calendar)
+    columns: Columns = {
+        "line_id": rows["line_id"].to_numpy(),
+        "order_id": rows["order_id"].to_numpy(),
+        "entered_at": rows["entered_at"].to_numpy(),
+    }
+    for group in (
+        promise_features(rows, holidays),
+        fulfilment_features(rows, history),
+        location_features(rows, history),
+        lane_features(rows, history, holidays),
+        supplier_features(rows, history),
+        customer_and_order_features(rows),
+        calendar_features(rows, holidays),
+        labels(rows, history),
+    ):
+        columns.update(group)
+    return typed_frame(columns, LATE_SHIPMENT)
+
+
+def to_micros(moment: date | datetime) -> int:
+    """A date as its midnight UTC; a datetime must carry its time zone."""
+    if not isinstance(moment, datetime):
+        moment = datetime.combine(moment, time(0), tzinfo=UTC)
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r}: a naive datetime; give the time zone")
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+# --- the line as captured ------------------------------------------------------------------------
+
+
+def entry_rows(history: History, start: int, end: int) -> pd.DataFrame:
+    """Lines entered in ``[start, end)`` that were created by their order's capture, with what
+    the ERP knew of each at the end of its capture."""
+    lines = history.lines
+    entered = lines["entered_at"]
+    in_window = (entered >= start) & (entered < end)
+    rows = lines.loc[in_window & ~_created_after_entry(lines, history.splits)]
+    rows = rows.reset_index(drop=True)
+    rows["state_at_entry"] = _state_at_entry(rows, history.state_changes)
+    at_location = rows["state_at_entry"].isin((LineState.ALLOCATED, LineState.BACKORDERED))
+    rows["location_at_entry"] = rows["location_id"].where(at_location)
+    rows["line_units"] = _units_at_entry(rows, history.splits)
+    rows = _with_order_context(rows, history)
+    rows["lane_at_entry"] = _lane_at_entry(rows, history)
+    rows["expedite_asked"] = _expedite_asked_by_entry(rows, history.expedites)
+    rows["entry_day"] = cal.local_days(rows["entered_at"].to_numpy(), _entry_zone(rows, history))
+    return rows
+
+
+def _created_after_entry(lines: pd.DataFrame, splits: pd.DataFrame) -> pd.Series:
+    """Lines split off after their order's capture (they carry its ``entered_at`` but did not
+    exist then): the only lines created later than their entry moment."""
+    entered = lines.set_index("line_id")["entered_at"]
+    later = splits.loc[splits["occurred_at"] > splits["line_id"].map(entered), "line_id"]
+    return lines["line_id"].isin(later)
+
+
+def _state_at_entry(rows: pd.DataFrame, changes: pd.DataFrame) -> pd.Series:
+    """The line's last state change at or before its entry moment (its state after capture)."""
+    position = _positions(rows["line_id"].to_numpy(), changes["line_id"].to_numpy())
+    entered = rows["entered_at"].to_numpy()
+    own = position >= 0
+    own[own] = changes["occurred_at"].to_numpy()[own] <= entered[position[own]]
+    last = changes.loc[own].drop_duplicates("line_id", keep="last")
+    return _attach(rows["line_id"], last["line_id"], last["to_state"])
+
+
+def _units_at_entry(rows: pd.DataFrame, splits: pd.DataFrame) -> pd.Series:
+    """The current quantity, plus what the first split after entry took off (kept + split)."""
+    entered = rows.set_index("line_id")["entered_at"]
+    own = splits.loc[splits["parent_line_id"].isin(entered.index)]
+    later = own.loc[own["occurred_at"] > own["parent_line_id"].map(entered)]
+    first = later.drop_duplicates("parent_line_id", keep="first").set_index("parent_line_id")
+    before_split = first["kept_quantity"] + first["quantity"]
+    return rows["line_id"].map(before_split).fillna(rows["quantity"]).astype(np.int64)
+
+
+def _with_order_context(rows: pd.DataFrame, history: History) -> pd.DataFrame:
+    """Order, customer, product, location and first price/promise columns beside each row."""
+    context = {
+        **_lookup(rows["order_id"], history.orders, "order_id"),
+        **_lookup(rows["line_id"], history.first_prices, "line_id"),
+        **_lookup(rows["line_id"], history.first_promises, "line_id"),
+        **_lookup(rows["sku"], history.products, "sku"),
+    }
+    customer = _lookup(context["customer_id"], history.customers, "customer_id")
+    location = _lookup(rows["location_at_entry"], history.locations, "location_id")
+    return rows.assign(**context, **customer, pick_capacity=location["pick_capacity_per_day"])
+
+
+def _lookup(keys: pd.Series, table: pd.DataFrame, key: str) -> dict[str, pd.Series]:
+    """The other columns of ``table`` for each key (null where the key is missing or unknown)."""
+    position = pd.Index(table[key]).get_indexer(keys)
+    return {
+        name: pd.Series(
+            take(table[name].array, position, allow_fill=True), index=keys.index, name=name
+        )
+        for name in table.columns
+        if name != key
+    }
+
+
+def _attach(keys: pd.Series, table_keys: pd.Series, values: pd.Series) -> pd.Series:
+    position = pd.Index(table_keys).get_indexer(keys)
+    return pd.Series(take(values.array, position, allow_fill=True), index=keys.index)
+
+
+def _positions(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Where each id sits in ``sorted_ids``, -1 where it is absent."""
+    if len(sorted_ids) == 0:
+        return np.full(len(ids), -1, dtype=np.int64)
+    found = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return np.where(sorted_ids[found] == ids, found, -1).astype(np.int64)
+
+
+def _lane_at_entry(rows: pd.DataFrame, history: History) -> pd.Series:
+    """The lane chosen at capture: the line's lane, unless an approved expedite moved it (or its
+    parent's family) after entry; then the standard lane capture chooses (fastest, cheapest,
+    lowest id from the location to the ship-to region)."""
+    approved = history.expedites.groupby("line_id")["approved_at"].max()
+    moved_at = np.maximum(
+        rows["line_id"].map(approved).fillna(-1).to_numpy(),
+        rows["parent_line_id"].map(approved).fillna(-1).to_numpy(),
+    )
+    moved = moved_at > rows["entered_at"].to_numpy()
+    lane = rows["lane_id"].astype("Int64")
+    if moved.any():
+        standard = _standard_lanes(history.lanes)
+        keys = pd.MultiIndex.from_arrays(
+            [rows["location_at_entry"].astype(object), rows["ship_region"].astype(object)]
+        )
+        position = pd.MultiIndex.from_arrays(
+            [standard["origin_location_id"].astype(object), standard["dest_region"].astype(object)]
+        ).get_indexer(keys)
+        chosen = take(standard["lane_id"].astype("Int64").array, position, allow_fill=True)
+        lane = lane.where(~moved, pd.Series(chosen, index=rows.index))
+    return lane.where(rows["location_at_entry"].notna())
+
+
+def _standard_lanes(lanes: pd.DataFrame) -> pd.DataFrame:
+    standard = lanes.loc[lanes["service_level"] == "standard"].sort_values(
+        ["transit_days", "cost_per_shipment", "lane_id"], kind="stable"
+    )
+    first = standard.drop_duplicates(["origin_location_id", "dest_region"])
+    return first[["origin_location_id", "dest_region", "lane_id"]]
+
+
+def _expedite_asked_by_entry(rows: pd.DataFrame, expedites: pd.DataFrame) -> np.ndarray:
+    """An expedite was requested for the line (or the line it was split from) by ``t``."""
+    first_asked = expedites.groupby("line_id")["requested_at"].min()
+    never = np.iinfo(np.int64).max
+    asked = np.minimum(
+        rows["line_id"].map(first_asked).fillna(never).to_numpy(),
+        rows["parent_line_id"].map(first_asked).fillna(never).to_numpy(),
+    )
+    return asked <= rows["entered_at"].to_numpy()
+
+
+def _entry_zone(rows: pd.DataFrame, history: History) -> pd.Series:
+    """The fulfilling location's time zone, else the customer's home location's, else UTC."""
+    zones = history.locations.set_index("location_id")["timezone"]
+    fulfilling = rows["location_at_entry"].map(zones).astype(object)
+    home = rows["home_location_id"].map(zones).astype(object)
+    return fulfilling.fillna(home).fillna("UTC")
+
+
+# --- feature groups ----------------------------------------------------------------------------
+
+
+def promise_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:
+    """Business days to the first promise, when that promise was made at entry."""
+    at_entry = (rows["decided_at"] <= rows["entered_at"]).to_numpy()
+    day = rows["entry_day"].to_numpy()
+
+    def lead(promised: str) -> np.ndarray:
+        target = rows[promised].fillna(0).to_numpy(dtype=np.int64)
+        days = cal.business_days_between(day, target, holidays).astype(np.float64)
+        return np.where(at_entry, days, np.nan)
+
+    return {
+        "promised_ship_lead_bdays": lead("promised_ship_date"),
+        "promised_delivery_lead_bdays": lead("promised_delivery_date"),
+    }
+
+
+def fulfilment_features(rows: pd.DataFrame, history: History) -> Columns:
+    """What capture decided (backorder, credit hold, transfer, split) and the stock cover."""
+    state = rows["state_at_entry"]
+    location = rows["location_at_entry"]
+    split_parents = set(rows["parent_line_id"].dropna())
+    moves = history.stock_moves
+    move_keys, row_keys = key_codes([moves["sku"], moves["location_id"]], [rows["sku"], location])
+    available = level_before(
+        move_keys,
+        moves["occurred_at"].to_numpy(),
+        moves["available_delta"].to_numpy(),
+        row_keys,
+        rows["entered_at"].to_numpy(),
+    )
+    return {
+        "needs_backorder": (state == LineState.BACKORDERED).to_numpy(),
+        "credit_hold": (state == LineState.CREDIT_HOLD).to_numpy(),
+        "transfer": location.notna().to_numpy()
+        & (_text(location) != _text(rows["home_location_id"])),
+        "split": (rows["parent_line_id"].notna() | rows["line_id"].isin(split_parents)).to_numpy(),
+        "stock_cover": available / rows["line_units"].to_numpy(),
+    }
+
+
+def location_features(rows: pd.DataFrame, history: History) -> Columns:
+    """The pick queue at the location just before ``t`` and its recent on-time shipping."""
+    location = rows["location_at_entry"]
+    t = rows["entered_at"].to_numpy()
+    backlog = _pick_backlog(rows, history)
+    shipped = _shipped_lines(history)
+    event_keys, row_keys = key_codes([shipped["location_id"]], [location])
+    windows = [days * MICROS_PER_DAY for days in LOCATION_WINDOWS_DAYS]
+    totals = trailing_totals(
+        event_keys,
+        shipped["known_at"].to_numpy(),
+        {"on_time": shipped["on_time"].to_numpy()},
+        row_keys,
+        t,
+        windows,
+    )
+    prior = _global_rate(shipped["known_at"].to_numpy(), shipped["on_time"].to_numpy(), t)
+    columns: Columns = {
+        "pick_backlog_lines": backlog,
+        "pick_backlog_ratio": backlog / rows["pick_capacity"].to_numpy(dtype=np.float64),
+    }
+    for days, window in zip(LOCATION_WINDOWS_DAYS, windows, strict=True):
+        found = totals[window]
+        rate = shrunk_rate(found.sums["on_time"], found.count, prior, LOCATION_RATE_STRENGTH)
+        columns[f"location_ontime_ship_rate_{days}d"] = np.where(found.has_key, rate, np.nan)
+    widest = totals[windows[-1]]
+    columns["location_shipped_lines_56d"] = np.where(
+        widest.has_key, widest.count.astype(np.float64), np.nan
+    )
+    return columns
+
+
+def _pick_backlog(rows: pd.DataFrame, history: History) -> np.ndarray:
+    """Lines at the location in state ``allocated`` just before ``t``: +1 on entering the state,
+    -1 on leaving it (picked, cancelled, backordered by a count), counted from the line history."""
+    changes = history.state_changes
+    delta = (changes["to_state"] == LineState.ALLOCATED).astype(np.int64) - (
+        changes["from_state"] == LineState.ALLOCATED
+    ).astype(np.int64)
+    moved = changes.loc[delta != 0]
+    where = moved["line_id"].map(history.lines.set_index("line_id")["location_id"])
+    event_keys, row_keys = key_codes([where], [rows["location_at_entry"]])
+    return level_before(
+        event_keys,
+        moved["occurred_at"].to_numpy(),
+        delta.loc[moved.index].to_numpy(),
+        row_keys,
+        rows["entered_at"].to_numpy(),
+    )
+
+
+def _shipped_lines(history: History) -> pd.DataFrame:
+    """Every shipped line with a promise: where from, when the ERP knew, on time or not."""
+    shipped = history.milestones.loc[history.milestones["event_type"] == "shipped"]
+    shipped = shipped.merge(history.first_promises, on="line_id", how="inner")
+    day = _milestone_days(shipped, history)
+    on_time = (day <= shipped["promised_ship_date"].to_numpy()).astype(np.int64)
+    return shipped.assign(on_time=on_time)
+
+
+def _milestone_days(milestones: pd.DataFrame, history: History) -> np.ndarray:
+    zones = milestones["location_id"].map(history.locations.set_index("location_id")["timezone"])
+    return cal.local_days(milestones["occurred_at"].to_numpy(), zones)
+
+
+def _global_rate(times: np.ndarray, successes: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Successes / events over every key and all history before each ``t``."""
+    totals = trailing_totals(
+        np.zeros(len(times), dtype=np.int64),
+        times,
+        {"k": successes},
+        np.zeros(len(t), dtype=np.int64),
+        t,
+        [None],
+    )[None]
+    return rate_before(totals.sums["k"], totals.count)
+
+
+def lane_features(rows: pd.DataFrame, history: History, holidays: np.ndarray) -> Columns:
+    """The lane's nominal transit, its recent on-time delivery and transit-time spread."""
+    lane = rows["lane_at_entry"]
+    t = rows["entered_at"].to_numpy()
+    delivered = _delivered_lines(history, holidays)
+    event_keys, row_keys = key_codes([delivered["lane_id"]], [lane])
+    windows = [days * MICROS_PER_DAY for days in LANE_WINDOWS_DAYS]
+    known = delivered["known_at"].to_numpy()
+    values = {
+        "on_time": delivered["on_time"].to_numpy(),
+        "transit": delivered["transit"].to_numpy(),
+        "transit_sq": delivered["transit"].to_numpy() ** 2,
+    }
+    totals = trailing_totals(event_keys, known, values, row_keys, t, windows)
+    everywhere = trailing_totals(
+        np.zeros(len(known), dtype=np.int64),
+        known,
+        values,
+        np.zeros(len(t), dtype=np.int64),
+        t,
+        [None],
+    )[None]
+    prior_rate = rate_before(everywhere.sums["on_time"], everywhere.count)
+    prior_variance = _squared_deviation(everywhere) / np.where(
+        everywhere.count > 0, everywhere.count, np.nan
+    )
+    transit_days = lane.map(history.lanes.set_index("lane_id")["transit_days"])
+    columns: Columns = {
+        "lane_transit_days": transit_days.to_numpy(dtype=np.float64, na_value=np.nan)
+    }
+    for days, window in zip(LANE_WINDOWS_DAYS, windows, strict=True):
+        found = totals[window]
+        rate = shrunk_rate(found.sums["on_time"], found.count, prior_rate, LANE_RATE_STRENGTH)
+        variance = (_squared_deviation(found) + TRANSIT_VARIANCE_STRENGTH * prior_variance) / (
+            found.count + TRANSIT_VARIANCE_STRENGTH
+        )
+        columns[f"lane_ontime_delivery_rate_{days}d"] = np.where(found.has_key, rate, np.nan)
+        columns[f"lane_transit_spread_{days}d"] = np.where(found.has_key, np.sqrt(variance), np.nan)
+    service = lane.map(history.lanes.set_index("lane_id")["service_level"])
+    columns["expedite"] = (service.notna() & (service != "standard")).to_numpy() | rows[
+        "expedite_asked"
+    ].to_numpy()
+    return columns
+
+
+def _squared_deviation(totals: Any) -> np.ndarray:
+    """Sum of squared deviations from the mean, from exact integer sums: (n*S2 - S1^2) / n."""
+    n = totals.count
+    s1, s2 = totals.sums["transit"], totals.sums["transit_sq"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (n * s2 - s1 * s1) / np.maximum(n, 1), 0.0)
+
+
+def _delivered_lines(history: History, holidays: np.ndarray) -> pd.DataFrame:
+    """Every delivered line with a promise: lane, when the ERP knew, on time or not, and its
+    transit in business days (shipped on -> delivered on)."""
+    events = history.milestones
+    shipped = events.loc[events["event_type"] == "shipped"]
+    delivered = events.loc[events["event_type"] == "delivered"]
+    both = delivered.merge(
+        shipped[["line_id", "occurred_at"]].rename(columns={"occurred_at": "shipped_at"}),
+        on="line_id",
+        how="inner",
+    ).merge(history.first_promises, on="line_id", how="inner")
+    delivered_day = _milestone_days(both, history)
+    shipped_day = _milestone_days(both.assign(occurred_at=both["shipped_at"]), history)
+    return both.assign(
+        on_time=(delivered_day <= both["promised_delivery_date"].to_numpy()).astype(np.int64),
+        transit=cal.business_days_between(shipped_day, delivered_day, holidays),
+    )
+
+
+def supplier_features(rows: pd.DataFrame, history: History) -> Columns:
+    """For a backordered line, how late its preferred supplier's recent receipts came."""
+    receipts = history.receipts
+    t = rows["entered_at"].to_numpy()
+    backordered = rows["state_at_entry"] == LineState.BACKORDERED
+    supplier = rows["supplier_id"].where(backordered)
+    event_keys, row_keys = key_codes([receipts["supplier_id"]], [supplier])
+    received = receipts["received_at"].to_numpy()
+    late = receipts["days_late"].to_numpy()
+    window = SUPPLIER_WINDOW_DAYS * MICROS_PER_DAY
+    found = trailing_totals(event_keys, received, {"late": late}, row_keys, t, [window])[window]
+    prior = _global_rate(received, late, t)
+    mean = shrunk_rate(found.sums["late"], found.count, prior, SUPPLIER_LATENESS_STRENGTH)
+    return {"supplier_days_late_56d": np.where(found.has_key, mean, np.nan)}
+
+
+def _text(values: pd.Series) -> np.ndarray:
+    """Values as plain objects, comparable across categoricals with different categories."""
+    return np.asarray(values.astype(object))
+
+
+def customer_and_order_features(rows: pd.DataFrame) -> Columns:
+    """Who ordered, and how big the whole order was at entry."""
+    order = rows.groupby("order_id", sort=False)
+    requested = rows["parent_line_id"].isna().astype(np.int64)
+    units = rows["line_units"]
+    return {
+        "customer_tier": rows["tier"],
+        "channel": rows["channel"],
+        "ship_region": rows["ship_region"],
+        "order_lines": requested.groupby(rows["order_id"]).transform("sum").to_numpy(),
+        "order_units": order["line_units"].transform("sum").to_numpy(),
+        "order_weight_kg": (units * rows["weight_kg"])
+        .groupby(rows["order_id"])
+        .transform("sum")
+        .to_numpy(),
+        "order_value": (units * rows["unit_price"])
+        .groupby(rows["order_id"])
+        .transform("sum")
+        .to_numpy(),
+        "line_units": units.to_numpy(),
+        "product_category": rows["category"],
+        "abc_class": rows["abc_class"],
+    }
+
+
+def calendar_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:
+    day = rows["entry_day"].to_numpy()
+    return {
+        "entry_weekday": cal.weekday(day),
+        "days_to_month_end": cal.days_to_month_end(day),
+        "days_to_quarter_end": cal.days_to_quarter_end(day),
+        "holiday_within_2bd": cal.holiday_within(day, HOLIDAY_HORIZON_BUSINESS_DAYS, holidays),
+        "peak_season": cal.in_peak_season(day),
+    }
+
+
+# --- labels ------------------------------------------------------------------------------------
+
+
+def labels(rows: pd.DataFrame, history: History) -> Columns:
+    """Late against the first promise, judged on the location's local dates; null while the
+    milestone has not happened (or the line was never promised)."""
+    return {
+        "label_late_delivery": _late(rows, history, "delivered", "promised_delivery_date"),
+        "label_late_ship": _late(rows, history, "shipped", "promised_ship_date"),
+    }
+
+
+def _late(rows: pd.DataFrame, history: History, event: str, promised: str) -> np.ndarray:
+    events = history.milestones.loc[history.milestones["event_type"] == event]
+    events = events.loc[events["line_id"].isin(rows["line_id"])]
+    day = pd.Series(_milestone_days(events, history), index=events["line_id"].to_numpy())
+    happened = rows["line_id"].map(day)
+    late = (happened > rows[promised]).astype(np.float64)
+    return late.where(happened.notna() & rows[promised].notna()).to_numpy(dtype=np.float64)

@@ -1,0 +1,392 @@
+"""Every feature declared once, as data: its name, entity, dtype, one-line description (which says
+how it is computed as of a moment ``t``), group, and the checks a frame must pass before it is
+written.
+
+The declarations are plain dataclasses, so listing the catalogue (``erpx features list``) imports
+neither pandas nor the database; the pipelines that compute a set are named by a dotted path and
+imported only when a frame is built. A label is declared apart from the features (``LabelSpec``)
+so no training job can take an outcome for an input by accident.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from erp_core.domain.errors import InvalidValue
+
+Entity = Literal["order_line", "sku_location_day", "priced_line"]
+Dtype = Literal["float64", "int64", "bool", "category", "datetime64[us, UTC]"]
+ENTITIES: tuple[Entity, ...] = ("order_line", "sku_location_day", "priced_line")
+
+
+@dataclass(frozen=True)
+class Check:
+    """What a valid column looks like: bounds on its values and the share of nulls it may hold.
+
+    A null share above ``max_null_share`` usually means a join lost its keys; the bounds catch
+    sign errors and unit slips (a rate above 1, a negative backlog).
+    """
+
+    minimum: float | None = None
+    maximum: float | None = None
+    max_null_share: float = 0.0
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One model input, as known at the row's moment ``t``."""
+
+    name: str
+    entity: Entity
+    dtype: Dtype
+    description: str
+    group: str
+    check: Check = field(default_factory=Check)
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """An outcome to learn, known only after ``t``: a frame carries it beside the features, never
+    among them."""
+
+    name: str
+    dtype: Dtype
+    description: str
+    check: Check = field(default_factory=lambda: Check(0.0, 1.0, max_null_share=1.0))
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A column that identifies the row (entity id, moment); neither input nor outcome."""
+
+    name: str
+    dtype: Dtype
+    description: str
+    check: Check = field(default_factory=Check)
+
+
+ColumnSpec = FeatureSpec | LabelSpec | KeySpec
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """The features one model family is trained on, the labels it learns, and the pipeline that
+    builds its offline frame (``module:function``, imported on use)."""
+
+    name: str
+    entity: Entity
+    description: str
+    keys: tuple[KeySpec, ...]
+    features: tuple[FeatureSpec, ...]
+    labels: tuple[LabelSpec, ...]
+    builder: str
+
+    @property
+    def columns(self) -> tuple[ColumnSpec, ...]:
+        """Every column of a frame of this set, in the order it is written."""
+        return (*self.keys, *self.features, *self.labels)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [spec.name for spec in self.features]
+
+    @property
+    def label_names(self) -> list[str]:
+        return [spec.name for spec in self.labels]
+
+    def load_builder(self) -> Callable[..., Any]:
+        module, _, function = self.builder.partition(":")
+        return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+
+
+# --- late shipment: an order line at its entry ---------------------------------------------------
+
+RATE = Check(0.0, 1.0, max_null_share=0.5)
+"""A shrunk rate: null only while no event of its kind exists anywhere before ``t``."""
+AT_LOCATION = Check(0.0, None, max_null_share=0.5)
+"""A value at the fulfilling location: null for a line held for credit (no location yet)."""
+
+
+def _line(
+    name: str, dtype: Dtype, group: str, description: str, check: Check = Check()
+) -> FeatureSpec:
+    return FeatureSpec(name, "order_line", dtype, description, group, check)
+
+
+LATE_SHIPMENT_FEATURES: tuple[FeatureSpec, ...] = (
+    # promise
+    _line(
+        "promised_ship_lead_bdays",
+        "float64",
+        "promise",
+        "Business days from the entry date to the first promised ship date (null: no promise at "
+        "entry, held for credit).",
+        Check(0, 500, max_null_share=0.5),
+    ),
+    _line(
+        "promised_delivery_lead_bdays",
+        "float64",
+        "promise",
+        "Business days from the entry date to the first promised delivery date (null: no promise "
+        "at entry).",
+        Check(0, 500, max_null_share=0.5),
+    ),
+    # fulfilment decision at capture
+    _line(
+        "needs_backorder",
+        "bool",
+        "fulfilment",
+        "The line was backordered at capture (its state right after entry).",
+    ),
+    _line(
+        "credit_hold",
+        "bool",
+        "fulfilment",
+        "The order was held for credit at capture: no location, lane or promise yet.",
+    ),
+    _line(
+        "transfer",
+        "bool",
+        "fulfilment",
+        "The fulfilling location is not the customer's home location (false when none chosen).",
+    ),
+    _line(
+        "split",
+        "bool",
+        "fulfilment",
+        "The requested line was split at capture (this line has a parent, or children created "
+        "with it).",
+    ),
+    _line(
+        "stock_cover",
+        "float64",
+        "fulfilment",
+        "(on hand - reserved) of the SKU at the fulfilling location just before t, from the "
+        "ledger, / ordered quantity.",
+        AT_LOCATION,
+    ),
+    # location workload and service
+    _line(
+        "pick_backlog_lines",
+        "float64",
+        "location",
+        "Lines allocated at the fulfilling location and not yet picked, just before t.",
+        AT_LOCATION,
+    ),
+    _line(
+        "pick_backlog_ratio",
+        "float64",
+        "location",
+        "pick_backlog_lines / the location's pick capacity per day (days of picking queued).",
+        AT_LOCATION,
+    ),
+    _line(
+        "location_ontime_ship_rate_14d",
+        "float64",
+        "location",
+        "Share of lines shipped from the location in [t-14d, t) that left on or before their "
+        "first promised ship date, shrunk to the global rate (m=20).",
+        RATE,
+    ),
+    _line(
+        "location_ontime_ship_rate_56d",
+        "float64",
+        "location",
+        "As location_ontime_ship_rate_14d over [t-56d, t).",
+        RATE,
+    ),
+    _line(
+        "location_shipped_lines_56d",
+        "float64",
+        "location",
+        "Lines shipped from the location in [t-56d, t): the evidence behind its rates.",
+        AT_LOCATION,
+    ),
+    # carrier lane
+    _line(
+        "lane_transit_days",
+        "float64",
+        "lane",
+        "Nominal transit business days of the lane chosen at capture (null: no lane yet).",
+        Check(0, 60, max_null_share=0.5),
+    ),
+    _line(
+        "lane_ontime_delivery_rate_28d",
+        "float64",
+        "lane",
+        "Share of lines delivered over the lane in [t-28d, t) on or before their first promised "
+        "delivery date, shrunk to the global rate (m=20).",
+        RATE,
+    ),
+    _line(
+        "lane_ontime_delivery_rate_90d",
+        "float64",
+        "lane",
+        "As lane_ontime_delivery_rate_28d over [t-90d, t).",
+        RATE,
+    ),
+    _line(
+        "lane_transit_spread_28d",
+        "float64",
+        "lane",
+        "Std of business days ship -> delivery of the lane's lines delivered in [t-28d, t), "
+        "variance shrunk to the global variance (m=10).",
+        Check(0, 60, max_null_share=0.5),
+    ),
+    _line(
+        "lane_transit_spread_90d",
+        "float64",
+        "lane",
+        "As lane_transit_spread_28d over [t-90d, t).",
+        Check(0, 60, max_null_share=0.5),
+    ),
+    _line(
+        "expedite",
+        "bool",
+        "lane",
+        "The line travels on a non-standard (express) lane at entry, or an expedite was asked "
+        "for by its entry moment.",
+    ),
+    # supplier
+    _line(
+        "supplier_days_late_56d",
+        "float64",
+        "supplier",
+        "Backordered lines only (null otherwise): mean days_late of the preferred supplier's "
+        "receipts in [t-56d, t), shrunk to the global mean (m=5).",
+        Check(-365, 365, max_null_share=1.0),
+    ),
+    # customer and order
+    _line("customer_tier", "category", "customer", "The customer's tier (master data)."),
+    _line("channel", "category", "customer", "The order's sales channel."),
+    _line("ship_region", "category", "customer", "The region the order ships to."),
+    _line(
+        "order_lines",
+        "int64",
+        "order",
+        "Lines the customer asked for in the order (before any split).",
+        Check(1, None),
+    ),
+    _line("order_units", "int64", "order", "Units ordered over the whole order.", Check(1, None)),
+    _line(
+        "order_weight_kg",
+        "float64",
+        "order",
+        "Weight of the whole order in kg (units x product weight).",
+        Check(0, None),
+    ),
+    _line(
+        "order_value",
+        "float64",
+        "order",
+        "Value of the whole order at the prices decided at entry.",
+        Check(0, None),
+    ),
+    _line(
+        "line_units",
+        "int64",
+        "order",
+        "Units on this line at entry (later splits added back).",
+        Check(1, None),
+    ),
+    # calendar
+    _line(
+        "entry_weekday",
+        "int64",
+        "calendar",
+        "Day of week of the entry date, 0 = Monday (the fulfilling location's local date).",
+        Check(0, 6),
+    ),
+    _line(
+        "days_to_month_end",
+        "int64",
+        "calendar",
+        "Calendar days from the entry date to the last day of its month.",
+        Check(0, 30),
+    ),
+    _line(
+        "days_to_quarter_end",
+        "int64",
+        "calendar",
+        "Calendar days from the entry date to the last day of its quarter.",
+        Check(0, 91),
+    ),
+    _line(
+        "holiday_within_2bd",
+        "bool",
+        "calendar",
+        "A policy holiday falls between the entry date and two business days after it.",
+    ),
+    _line(
+        "peak_season",
+        "bool",
+        "calendar",
+        "The entry date is in the peak weeks (15 November to 24 December).",
+    ),
+    # product
+    _line("product_category", "category", "product", "The product's category."),
+    _line("abc_class", "category", "product", "The product's ABC class."),
+)
+
+LATE_SHIPMENT_LABELS: tuple[LabelSpec, ...] = (
+    LabelSpec(
+        "label_late_delivery",
+        "float64",
+        "1 when the line was delivered after its first promised delivery date, 0 on or before; "
+        "null while not delivered (or never promised).",
+    ),
+    LabelSpec(
+        "label_late_ship",
+        "float64",
+        "1 when the line shipped after its first promised ship date, 0 on or before; null while "
+        "not shipped (or never promised).",
+    ),
+)
+
+LINE_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("line_id", "int64", "The order line."),
+    KeySpec("order_id", "int64", "Its sales order."),
+    KeySpec("entered_at", "datetime64[us, UTC]", "The moment t the row is computed as of."),
+)
+
+LATE_SHIPMENT = FeatureSet(
+    name="late_shipment",
+    entity="order_line",
+    description="One row per order line created at order capture, as known at its entry.",
+    keys=LINE_KEYS,
+    features=LATE_SHIPMENT_FEATURES,
+    labels=LATE_SHIPMENT_LABELS,
+    builder="features.late_shipment:build_late_shipment_frame",
+)
+
+FEATURE_SETS: dict[str, FeatureSet] = {LATE_SHIPMENT.name: LATE_SHIPMENT}
+
+
+def feature_set(name: str) -> FeatureSet:
+    """The declared set called ``name``, or an error naming it and the sets there are."""
+    try:
+        return FEATURE_SETS[name]
+    except KeyError:
+        known = ", ".join(sorted(FEATURE_SETS))
+        raise InvalidValue("set", name, f"no such feature set (known: {known})") from None
+
+
+def all_features() -> Iterator[tuple[FeatureSet, FeatureSpec]]:
+    """Every declared feature with the set it belongs to, in declaration order."""
+    for declared in FEATURE_SETS.values():
+        for spec in declared.features:
+            yield declared, spec
+
+
+def _check_unique_names() -> None:
+    for declared in FEATURE_SETS.values():
+        names = [column.name for column in declared.columns]
+        duplicated = {name for name in names if names.count(name) > 1}
+        if duplicated:
+            raise RuntimeError(f"feature set {declared.name}: columns declared twice: {duplicated}")
+
+
+_check_unique_names()
