@@ -50,6 +50,7 @@ from erp_core.services.common import (
 from erp_core.services.exceptions import open_exception
 from erp_core.services.idempotency import run_idempotent, validate_key
 from erp_core.services.stock import (
+    current_promises,
     lock_balances,
     pick_backlog,
     pick_backlogs,
@@ -193,23 +194,22 @@ def _capture(
     session.flush()
     audit(uow, actor, now, "capture_order", "sales_order", order.id, customer_id=customer.id)
 
+    breaks = tier_price_breaks_by_sku(uow, customer.tier, [p.sku for p, _, _ in parsed], now.date())
+    priced = [
+        _priced_line(uow, actor, now, order, product, line_no, quantity, price, breaks[product.sku])
+        for line_no, (product, quantity, price) in enumerate(parsed, start=1)
+    ]
+    _insert_lines(uow, [line for line, _source in priced])
     order_lines: list[OrderLine] = []
     approvals: list[ApprovalRequest] = []
     exceptions: list[int] = []
-    for line_no, (product, quantity, requested_price) in enumerate(parsed, start=1):
-        line, approval = _new_priced_line(
-            uow,
-            actor,
-            now,
-            order,
-            customer,
-            product,
-            line_no,
-            quantity,
-            requested_price,
+    for (line, price_source), (product, _quantity, _price) in zip(priced, parsed, strict=True):
+        _book_line(
+            uow, actor, now, line, "create_line", price_source, sku=line.sku, quantity=line.quantity
         )
         order_lines.append(line)
-        if approval is not None:
+        if line.price_approval_pending:
+            approval = _request_discount_approval(uow, actor, now, order, customer, line, product)
             approvals.append(approval)
             assert approval.exception_id is not None
             exceptions.append(approval.exception_id)
@@ -262,33 +262,46 @@ def _parse_line(
 
 def tier_price_breaks(uow: UnitOfWork, tier: str, sku: str, on: date) -> list[PriceBreak]:
     """The tier's price breaks for the SKU valid on ``on`` (the newest entry per quantity)."""
+    return tier_price_breaks_by_sku(uow, tier, [sku], on)[sku]
+
+
+def tier_price_breaks_by_sku(
+    uow: UnitOfWork, tier: str, skus: Sequence[str], on: date
+) -> dict[str, list[PriceBreak]]:
+    """``tier_price_breaks`` of several SKUs (an order's) in one query."""
     rows = uow.session.execute(
-        select(PriceListEntry)
+        select(PriceListEntry.sku, PriceListEntry.min_quantity, PriceListEntry.unit_price)
         .where(
-            PriceListEntry.tier == tier, PriceListEntry.sku == sku, PriceListEntry.valid_from <= on
+            PriceListEntry.tier == tier,
+            PriceListEntry.sku.in_(set(skus)),
+            PriceListEntry.valid_from <= on,
         )
-        .order_by(PriceListEntry.min_quantity, PriceListEntry.valid_from)
-    ).scalars()
-    newest: dict[int, Decimal] = {}
-    for entry in rows:
-        newest[entry.min_quantity] = entry.unit_price
-    return [PriceBreak(q, p) for q, p in sorted(newest.items())]
+        .order_by(PriceListEntry.sku, PriceListEntry.min_quantity, PriceListEntry.valid_from)
+    ).all()
+    newest: dict[str, dict[int, Decimal]] = {sku: {} for sku in skus}
+    for sku, min_quantity, unit_price in rows:
+        newest[sku][min_quantity] = unit_price
+    return {
+        sku: [PriceBreak(q, p) for q, p in sorted(prices.items())] for sku, prices in newest.items()
+    }
 
 
-def _new_priced_line(
+def _priced_line(
     uow: UnitOfWork,
     actor: Actor,
     now: datetime,
     order: SalesOrder,
-    customer: Customer,
     product: Product,
     line_no: int,
     quantity: int,
     requested_price: Decimal | None,
-) -> tuple[OrderLine, ApprovalRequest | None]:
+    breaks: list[PriceBreak],
+) -> tuple[OrderLine, str]:
+    """A new draft line of the order at its decided price, and where the price came from; the
+    line waits for a price approval when the discount is beyond what the actor may give."""
     decision = decide_price(
         list_price=product.list_price,
-        breaks=tier_price_breaks(uow, customer.tier, product.sku, now.date()),
+        breaks=breaks,
         quantity=quantity,
         requested_unit_price=requested_price,
         approval_threshold_pct=uow.policy.discount_approval_pct,
@@ -310,15 +323,7 @@ def _new_priced_line(
         discount_pct=decision.discount_pct,
         price_approval_pending=needs_approval,
     )
-    _enter_line(
-        uow, actor, now, line, "create_line", decision.source, sku=line.sku, quantity=quantity
-    )
-    approval = (
-        _request_discount_approval(uow, actor, now, order, customer, line, product)
-        if needs_approval
-        else None
-    )
-    return line, approval
+    return line, decision.source
 
 
 def record_price(
@@ -372,7 +377,8 @@ def split_line(
         discount_pct=line.discount_pct,
         price_approval_pending=line.price_approval_pending,
     )
-    _enter_line(
+    _insert_lines(uow, [child])
+    _book_line(
         uow,
         actor,
         now,
@@ -387,7 +393,13 @@ def split_line(
     return child
 
 
-def _enter_line(
+def _insert_lines(uow: UnitOfWork, lines: Sequence[OrderLine]) -> None:
+    """Insert new lines (one statement for all of them), so they have their ids."""
+    uow.session.add_all(lines)
+    uow.session.flush()
+
+
+def _book_line(
     uow: UnitOfWork,
     actor: Actor,
     now: datetime,
@@ -396,10 +408,8 @@ def _enter_line(
     price_source: str,
     **details: Any,
 ) -> None:
-    """Put a new draft line in the book: audit its creation (``action`` with ``details``),
-    record its price decision and confirm it."""
-    uow.session.add(line)
-    uow.session.flush()
+    """Put a new (inserted) draft line in the book: audit its creation (``action`` with
+    ``details``), record its price decision and confirm it."""
     audit(uow, actor, now, action, "order_line", line.id, to_state=LineState.DRAFT, **details)
     record_price(uow, line, price_source, actor, now)
     transition(uow, actor, now, "order_line", line, LineState.CONFIRMED, "confirm_line")
@@ -479,6 +489,7 @@ class Allocator:
             raise InvalidValue(
                 "ship_to_region", order.ship_to_region, "no carrier lane serves this region"
             )
+        self.backlogs = _Backlogs(uow, list(self.lanes))
 
     def _standard_lanes(self, region: str) -> dict[str, Lane]:
         """The fastest (then cheapest) standard lane from each location to the region."""
@@ -513,7 +524,7 @@ class Allocator:
     def allocate(self, line: OrderLine) -> list[int]:
         """Allocate one confirmed (or credit-released) line; returns exception ids opened."""
         balances = lock_balances(self.uow, [(line.sku, loc) for loc in self.lanes])
-        backlogs = _Backlogs(self.uow, list(self.lanes))
+        backlogs = self.backlogs
         plan = plan_allocation(
             quantity=line.quantity,
             home_location=self.customer.home_location_id,
@@ -525,12 +536,9 @@ class Allocator:
             allow_split=self.order.allow_split,
         )
         exceptions: list[int] = []
-        for index, (part_line, part) in enumerate(zip(self._split(line, plan), plan, strict=True)):
+        for part_line, part in zip(self._split(line, plan), plan, strict=True):
             balance = balances[(line.sku, part.location)]
-            # The first part joins the queue the plan was made with; later parts queue behind
-            # the parts allocated before them, so their backlog is read again.
-            backlog = backlogs[part.location] if index == 0 else None
-            exceptions.extend(self._apply(part_line, part, balance, backlog))
+            exceptions.extend(self._apply(part_line, part, balance))
         return exceptions
 
     def _positions(
@@ -554,12 +562,10 @@ class Allocator:
             for part in plan[1:]
         ]
 
-    def _apply(
-        self, line: OrderLine, part: Allocation, balance: InventoryBalance, backlog: int | None
-    ) -> list[int]:
+    def _apply(self, line: OrderLine, part: Allocation, balance: InventoryBalance) -> list[int]:
         line.location_id = part.location
         line.lane_id = self.lanes[part.location].id
-        promise = self.promise(part.location, part.ready_on, backlog)
+        promise = self.promise(part.location, part.ready_on, self.backlogs[part.location])
         if part.from_stock:
             reserve(self.uow, balance, line, self.actor, self.now)
             transition(
@@ -572,6 +578,7 @@ class Allocator:
                 "allocate",
                 location_id=part.location,
             )
+            self.backlogs.joined(part.location)
         else:
             line.expected_ready_on = part.ready_on
             transition(
@@ -625,8 +632,10 @@ class Allocator:
 
 
 class _Backlogs:
-    """The pick backlogs of the order's locations, read in one query when first needed (a line
-    its home location fills from stock needs only that location's)."""
+    """The pick backlogs of an order's locations while its lines are allocated: read in one
+    query when first needed, then counted on as the order's own lines join the queues (nothing
+    else allocates or picks at those locations within the act), so allocating a line asks the
+    database nothing when its stock is on the shelf."""
 
     def __init__(self, uow: UnitOfWork, location_ids: list[str]) -> None:
         self.uow = uow
@@ -635,8 +644,14 @@ class _Backlogs:
 
     def __getitem__(self, location_id: str) -> int:
         if self._counts is None:
+            # The query's autoflush brings in any line of this order allocated before it.
             self._counts = pick_backlogs(self.uow, self.location_ids)
         return self._counts[location_id]
+
+    def joined(self, location_id: str) -> None:
+        """A line of the order was allocated at the location: the queue is one longer."""
+        if self._counts is not None:
+            self._counts[location_id] += 1
 
 
 def _describe(
@@ -648,17 +663,15 @@ def _describe(
     credit_hold: bool,
 ) -> CapturedOrder:
     uow.session.flush()
-    lines = uow.session.execute(
-        select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.line_no)
-    ).scalars()
+    lines = list(
+        uow.session.execute(
+            select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.line_no)
+        ).scalars()
+    )
+    promises = current_promises(uow, [line.id for line in lines])
     described = []
     for line in lines:
-        promise = uow.session.execute(
-            select(LinePromise)
-            .where(LinePromise.line_id == line.id)
-            .order_by(LinePromise.id.desc())
-            .limit(1)
-        ).scalar_one_or_none()
+        promise = promises.get(line.id)
         described.append(
             CapturedLine(
                 line_id=line.id,

@@ -172,7 +172,6 @@ def reserve(
         created_at=now,
     )
     uow.session.add(reservation)
-    uow.session.flush()
     post(
         uow,
         balance,
@@ -331,6 +330,16 @@ def current_promise(uow: UnitOfWork, line_id: int) -> LinePromise | None:
         .order_by(LinePromise.id.desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def current_promises(uow: UnitOfWork, line_ids: Collection[int]) -> dict[int, LinePromise]:
+    """``current_promise`` of several lines in one query; lines without a promise are absent."""
+    newest: dict[int, LinePromise] = {}
+    for promise in uow.session.execute(
+        select(LinePromise).where(LinePromise.line_id.in_(line_ids)).order_by(LinePromise.id)
+    ).scalars():
+        newest[promise.line_id] = promise
+    return newest
 
 
 def first_promise(uow: UnitOfWork, line_id: int) -> LinePromise | None:
