@@ -73,7 +73,8 @@ def _shared_codes(
     position = known.get_indexer(np.asarray(query_values, dtype=object))
     unseen = position < 0
     position[unseen] = len(known) + np.arange(int(unseen.sum()))
-    mapped = np.where(query_codes >= 0, position[np.maximum(query_codes, 0)], -1)
+    lookup = np.append(position, -1)  # the code -1 (a null query key) indexes this last -1
+    mapped = lookup[np.where(query_codes >= 0, query_codes, len(position))]
     return event_codes.astype(np.int64), mapped.astype(np.int64), len(known) + int(unseen.sum())
 
 

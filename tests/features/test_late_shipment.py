@@ -1,0 +1,343 @@
+"""The late-shipment frame: values checked by hand on a tiny world built through the ERP services,
+the leakage guard on a simulated world, labels that agree with the simulator's truth, and
+features that carry the signal the truth says is there."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from erp_core.db.models import PurchaseOrderLine
+from erp_core.db.uow import UnitOfWork
+from erp_core.policy import load_policy
+from erp_core.services.fulfilment import deliver, pack, pick, ship
+from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
+from erp_core.services.purchasing import (
+    PurchaseLineRequest,
+    place_purchase_order,
+    receive_purchase_order_line,
+)
+from erp_core.simulate.truth import LINES
+from features.late_shipment import build_late_shipment_frame
+from features.registry import LATE_SHIPMENT
+from tests.conftest import LOGISTICS, PLANNER, SALES, T0, stock
+from tests.features.conftest import SimulatedHistory
+
+CALENDAR = load_policy().calendar
+TUESDAY = T0.replace(hour=0)  # 2026-03-03
+WEDNESDAY = TUESDAY + timedelta(days=1)
+THURSDAY = TUESDAY + timedelta(days=2)
+ENTRY = T0 + timedelta(minutes=1)
+"""An entry after the opening count: a count in the same instant would not be known yet."""
+
+
+def at(day: datetime, hour: int, minute: int = 0) -> datetime:
+    return day.replace(hour=hour, minute=minute)
+
+
+# --- a world small enough to check by hand ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandWorld:
+    """Who ordered what, when, in the hand-made history below."""
+
+    uow: UnitOfWork
+    a: CapturedOrder  # Tue 10:00 WIDGET x10 at WEST
+    b: CapturedOrder  # Tue 10:30 WIDGET x5 + GADGET x2 at WEST
+    e: CapturedOrder  # Tue 10:45 WIDGET x3 at EAST
+    c: CapturedOrder  # Tue 11:00 WIDGET x20 at WEST, never picked
+    d: CapturedOrder  # Thu 11:00 WIDGET x1 at WEST
+    f: CapturedOrder  # Thu 11:30 GADGET x50 at WEST, no split: backordered
+
+    def frame(self) -> pd.DataFrame:
+        frame = build_late_shipment_frame(
+            self.uow.engine, TUESDAY, TUESDAY + timedelta(days=7), CALENDAR
+        )
+        return frame.set_index("line_id")
+
+    def line(self, order: CapturedOrder, number: int = 1) -> int:
+        return next(line.line_id for line in order.lines if line.line_no == number)
+
+
+def order(customer: str, when: datetime, *lines: LineRequest, allow_split: bool = True) -> dict:
+    return {"customer_id": customer, "lines": list(lines), "now": when, "allow_split": allow_split}
+
+
+def fulfil(
+    uow: UnitOfWork,
+    captured: CapturedOrder,
+    picked: datetime,
+    shipped: datetime,
+    delivered: datetime,
+) -> None:
+    picks = {line.line_id: line.quantity for line in captured.lines}
+    shipment = pick(uow, LOGISTICS, order_id=captured.order_id, picks=picks, now=picked).shipment_id
+    pack(uow, LOGISTICS, shipment_id=shipment, occurred_at=picked, now=picked)
+    ship(uow, LOGISTICS, shipment_id=shipment, occurred_at=shipped, now=shipped)
+    deliver(uow, LOGISTICS, shipment_id=shipment, occurred_at=delivered, now=delivered)
+
+
+@pytest.fixture
+def hand_world(world: UnitOfWork) -> HandWorld:
+    """Tuesday: stock is counted, four orders arrive; A and E ship that day, B the next. Thursday
+    morning B and E are delivered (E late), a late receipt of GADGET arrives, then D and F are
+    entered. Capacity is 2 picks a day at each location, transit 1 business day on the standard
+    lanes."""
+    stock(world, "WIDGET", "WEST", 100)
+    stock(world, "WIDGET", "EAST", 50)
+    stock(world, "GADGET", "WEST", 10)
+    po = place_purchase_order(
+        world,
+        PLANNER,
+        supplier_id="SUP1",
+        location_id="WEST",
+        lines=[PurchaseLineRequest("GADGET", 5, expected_date=WEDNESDAY.date())],
+        now=T0,
+    )
+
+    def capture(**request) -> CapturedOrder:
+        return capture_order(world, SALES, **request)
+
+    a = capture(**order("C-GOLD", at(TUESDAY, 10), LineRequest("WIDGET", 10)))
+    b = capture(
+        **order("C-BRONZE", at(TUESDAY, 10, 30), LineRequest("WIDGET", 5), LineRequest("GADGET", 2))
+    )
+    e = capture(**order("C-EAST", at(TUESDAY, 10, 45), LineRequest("WIDGET", 3)))
+    c = capture(**order("C-GOLD", at(TUESDAY, 11), LineRequest("WIDGET", 20)))
+    fulfil(world, a, at(TUESDAY, 14), at(TUESDAY, 16), at(WEDNESDAY, 10))
+    fulfil(world, e, at(TUESDAY, 14, 10), at(TUESDAY, 16, 10), at(THURSDAY, 10))
+    fulfil(world, b, at(WEDNESDAY, 14), at(WEDNESDAY, 16), at(THURSDAY, 8))
+    with world:
+        po_line = world.session.query(PurchaseOrderLine).filter_by(purchase_order_id=po).one().id
+    receive_purchase_order_line(
+        world, LOGISTICS, purchase_order_line_id=po_line, quantity=5, now=at(THURSDAY, 8, 30)
+    )
+    d = capture(**order("C-GOLD", at(THURSDAY, 11), LineRequest("WIDGET", 1)))
+    f = capture(
+        **order("C-GOLD", at(THURSDAY, 11, 30), LineRequest("GADGET", 50), allow_split=False)
+    )
+    return HandWorld(world, a, b, e, c, d, f)
+
+
+def test_stock_cover_is_free_stock_just_before_entry_over_the_ordered_quantity(hand_world):
+    frame = hand_world.frame()
+    # C at Tue 11:00: 100 counted - 10 (A) - 5 (B) reserved before it; its own 20 not counted.
+    assert frame.loc[hand_world.line(hand_world.c), "stock_cover"] == pytest.approx(85 / 20)
+    # D at Thu 11:00: A and B shipped (reservation and stock leave together), C still holds 20.
+    assert frame.loc[hand_world.line(hand_world.d), "stock_cover"] == pytest.approx(65 / 1)
+    # F: 10 counted + 5 received - 2 (B's gadget) = 13 free of the 50 asked for.
+    assert frame.loc[hand_world.line(hand_world.f), "stock_cover"] == pytest.approx(13 / 50)
+
+
+def test_pick_backlog_counts_lines_allocated_and_not_yet_picked_before_entry(hand_world):
+    frame = hand_world.frame()
+    c, d = hand_world.line(hand_world.c), hand_world.line(hand_world.d)
+    assert frame.loc[c, "pick_backlog_lines"] == 3  # A, B's two lines; E is at EAST
+    assert frame.loc[c, "pick_backlog_ratio"] == pytest.approx(3 / 2)
+    assert frame.loc[d, "pick_backlog_lines"] == 1  # only C is left unpicked
+    assert frame.loc[d, "pick_backlog_ratio"] == pytest.approx(1 / 2)
+
+
+def test_promised_lead_times_count_business_days_from_the_entry_date(hand_world):
+    frame = hand_world.frame()
+    c, d = hand_world.line(hand_world.c), hand_world.line(hand_world.d)
+    # C queues behind 3 picks at 2 a day: ships Wednesday, delivered Thursday.
+    assert frame.loc[c, ["promised_ship_lead_bdays", "promised_delivery_lead_bdays"]].tolist() == [
+        1,
+        2,
+    ]
+    assert frame.loc[d, ["promised_ship_lead_bdays", "promised_delivery_lead_bdays"]].tolist() == [
+        0,
+        1,
+    ]
+
+
+def test_location_on_time_ship_rate_is_shrunk_toward_the_global_rate(hand_world):
+    frame = hand_world.frame()
+    d = hand_world.line(hand_world.d)
+    # Shipped before Thu 11:00: WEST A (on time), B1 (a day late), B2 (on time); EAST E (on time).
+    global_rate = 3 / 4
+    expected = (2 + 20 * global_rate) / (3 + 20)
+    assert frame.loc[d, "location_ontime_ship_rate_14d"] == pytest.approx(expected)
+    assert frame.loc[d, "location_ontime_ship_rate_56d"] == pytest.approx(expected)
+    assert frame.loc[d, "location_shipped_lines_56d"] == 3
+    # Nothing had shipped anywhere when C was entered: no rate to shrink toward.
+    assert math.isnan(frame.loc[hand_world.line(hand_world.c), "location_ontime_ship_rate_14d"])
+
+
+def test_lane_rates_and_transit_spread_come_from_deliveries_recorded_before_entry(hand_world):
+    frame = hand_world.frame()
+    d = hand_world.line(hand_world.d)
+    # Delivered before Thu 11:00 over WEST->west: A (on time, 1 day), B1 (late, 1), B2 (on time,
+    # 1); over EAST->east: E (late, 2 days). Global on-time 2/4; transits 1, 1, 1, 2.
+    assert frame.loc[d, "lane_ontime_delivery_rate_28d"] == pytest.approx((2 + 20 * 0.5) / 23)
+    global_variance = np.var([1, 1, 1, 2])
+    expected_spread = math.sqrt((0 + 10 * global_variance) / (3 + 10))
+    assert frame.loc[d, "lane_transit_spread_28d"] == pytest.approx(expected_spread)
+    assert frame.loc[d, "lane_transit_spread_90d"] == pytest.approx(expected_spread)
+    assert frame.loc[d, "lane_transit_days"] == 1
+    assert not frame.loc[d, "expedite"]
+
+
+def test_supplier_lateness_is_given_to_backordered_lines_only(hand_world):
+    frame = hand_world.frame()
+    f, d = hand_world.line(hand_world.f), hand_world.line(hand_world.d)
+    assert frame.loc[f, "needs_backorder"]
+    # One receipt from SUP1, a day late, in the 56 days before F: mean 1 (the global mean is 1).
+    assert frame.loc[f, "supplier_days_late_56d"] == pytest.approx(1.0)
+    assert math.isnan(frame.loc[d, "supplier_days_late_56d"])
+    assert not frame.loc[d, "needs_backorder"]
+
+
+def test_order_size_and_who_ordered_are_those_at_entry(hand_world):
+    frame = hand_world.frame()
+    b1, b2 = hand_world.line(hand_world.b, 1), hand_world.line(hand_world.b, 2)
+    for line in (b1, b2):
+        row = frame.loc[line]
+        assert (row["order_lines"], row["order_units"]) == (2, 7)
+        assert row["order_weight_kg"] == pytest.approx(5 * 2.0 + 2 * 1.5)
+        assert row["order_value"] == pytest.approx(5 * 10.00 + 2 * 40.00)
+        assert (row["customer_tier"], row["channel"], row["ship_region"]) == (
+            "bronze",
+            "e_commerce",
+            "west",
+        )
+    assert frame.loc[b2, "product_category"] == "electronics"
+    assert frame.loc[b2, "abc_class"] == "B"
+    assert not frame.loc[hand_world.line(hand_world.e), "transfer"]
+
+
+def test_calendar_features_describe_the_entry_date(hand_world):
+    row = hand_world.frame().loc[hand_world.line(hand_world.d)]  # Thursday 5 March 2026
+    assert row["entry_weekday"] == 3
+    assert row["days_to_month_end"] == 26
+    assert row["days_to_quarter_end"] == 26
+    assert not row["holiday_within_2bd"]
+    assert not row["peak_season"]
+
+
+def test_labels_judge_each_line_against_its_first_promise(hand_world):
+    frame = hand_world.frame()
+    w = hand_world
+    expected = {
+        w.line(w.a): (0.0, 0.0),
+        w.line(w.b, 1): (1.0, 1.0),  # promised Tue/Wed, shipped Wed, delivered Thu
+        w.line(w.b, 2): (0.0, 0.0),  # queued to Wednesday by its promise: on time
+        w.line(w.e): (0.0, 1.0),  # left on time, a day late at the customer
+    }
+    for line, (late_ship, late_delivery) in expected.items():
+        assert frame.loc[line, ["label_late_ship", "label_late_delivery"]].tolist() == [
+            late_ship,
+            late_delivery,
+        ]
+    assert frame.loc[w.line(w.c), ["label_late_ship", "label_late_delivery"]].isna().all()
+
+
+def test_a_line_split_after_entry_keeps_its_entry_quantity_and_the_remainder_gets_no_row(
+    world: UnitOfWork,
+):
+    stock(world, "WIDGET", "WEST", 10)
+    captured = capture_order(
+        world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 8)], now=ENTRY
+    )
+    line = captured.lines[0].line_id
+    # Only 5 are found on the shelf the next day: the other 3 become a new backordered line.
+    result = pick(
+        world, LOGISTICS, order_id=captured.order_id, picks={line: 5}, now=T0 + timedelta(days=1)
+    )
+    assert result.short_picks
+    frame = build_late_shipment_frame(world.engine, TUESDAY, TUESDAY + timedelta(days=7), CALENDAR)
+    assert frame["line_id"].tolist() == [line]
+    assert frame["line_units"].tolist() == [8]
+    assert frame["stock_cover"].tolist() == [10 / 8]
+    assert not frame["split"].iloc[0]
+
+
+def test_a_line_split_at_capture_is_flagged_on_both_parts(world: UnitOfWork):
+    stock(world, "WIDGET", "WEST", 4)
+    captured = capture_order(
+        world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 10)], now=ENTRY
+    )
+    assert len(captured.lines) == 2
+    frame = build_late_shipment_frame(world.engine, TUESDAY, TUESDAY + timedelta(days=7), CALENDAR)
+    assert frame["split"].all()
+    assert sorted(frame["line_units"]) == [4, 6]
+    assert frame["order_lines"].tolist() == [1, 1]
+    assert frame["order_units"].tolist() == [10, 10]
+
+
+# --- the simulated world -------------------------------------------------------------------------
+
+
+def feature_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    keys = [key.name for key in LATE_SHIPMENT.keys]
+    return frame[keys + LATE_SHIPMENT.feature_names]
+
+
+def assert_identical_to_the_bit(left: pd.DataFrame, right: pd.DataFrame) -> None:
+    assert list(left.columns) == list(right.columns)
+    assert len(left) == len(right)
+    for name in left.columns:
+        a, b = left[name], right[name]
+        assert a.dtype == b.dtype, name
+        if a.dtype == np.float64:
+            same = a.to_numpy().view(np.uint64) == b.to_numpy().view(np.uint64)
+            assert same.all(), (name, left.loc[~same, "line_id"].tolist()[:5])
+        else:
+            pd.testing.assert_series_equal(a, b, check_exact=True, obj=name)
+
+
+def test_appending_thirty_days_of_history_changes_no_row_entered_before(
+    simulated_history: SimulatedHistory,
+):
+    world = simulated_history
+    at_the_cut = build_late_shipment_frame(world.snapshot_url, world.start, world.cut, CALENDAR)
+    later = build_late_shipment_frame(world.url, world.start, world.cut, CALENDAR)
+    whole = build_late_shipment_frame(world.url, world.start, world.end, CALENDAR)
+    assert len(at_the_cut) > 200
+    assert_identical_to_the_bit(feature_columns(at_the_cut), feature_columns(later))
+    before_cut = whole.loc[whole["entered_at"] < world.cut].reset_index(drop=True)
+    assert_identical_to_the_bit(feature_columns(at_the_cut), feature_columns(before_cut))
+    # The future did arrive: outcomes unknown at the cut are known now.
+    assert (
+        at_the_cut["label_late_delivery"].isna().sum() > later["label_late_delivery"].isna().sum()
+    )
+
+
+def truth_frame(world: SimulatedHistory) -> pd.DataFrame:
+    frame = build_late_shipment_frame(world.url, world.start, world.end, CALENDAR)
+    truth = pd.read_parquet(world.truth_dir / LINES)
+    return frame.merge(truth, on="line_id", how="inner", suffixes=("", "_truth"))
+
+
+def test_labels_agree_with_the_simulators_recorded_outcomes(simulated_history):
+    joined = truth_frame(simulated_history)
+    for label, truth in (
+        ("label_late_delivery", "late_delivery"),
+        ("label_late_ship", "late_ship"),
+    ):
+        known = joined[label].notna() & joined[truth].notna()
+        assert known.sum() > 300
+        assert (joined.loc[known, label] == joined.loc[known, truth].astype(float)).all()
+
+
+def test_backlog_and_lane_lateness_carry_the_signal_the_truth_puts_there(simulated_history):
+    """The truth's P(late) is known at entry for every promised line, settled or not."""
+    joined = truth_frame(simulated_history)
+    joined = joined.loc[joined["p_late_delivery"].notna()]
+    queued = joined["pick_backlog_ratio"]
+    p_late_ship = joined["p_late_ship"]
+    assert p_late_ship[queued > 1].mean() > 1.2 * p_late_ship[queued <= 0.5].mean()
+    lane_late = 1 - joined["lane_ontime_delivery_rate_28d"]
+    assert lane_late.corr(joined["p_transit_late"], method="spearman") > 0.3
+    assert lane_late.corr(joined["p_late_delivery"], method="spearman") > 0.2
+    location_late = 1 - joined["location_ontime_ship_rate_56d"]
+    assert location_late.corr(p_late_ship, method="spearman") > 0.25
+    by_backorder = joined.groupby("needs_backorder")["p_late_delivery"].mean()
+    assert by_backorder[True] > 2 * by_backorder[False]
