@@ -5,10 +5,10 @@ without a commit rolls everything back, so an error never leaves half an order b
 
 Three things make many small acts in one transaction (a simulated day, a batch import) cheap:
 
-- ``append`` queues rows of the append-only history tables (audit trail, line state changes,
-  the stock ledger, price decisions) and ``commit`` writes them with one multi-row INSERT per
-  table, instead of one ORM object and flush each. Nothing in an act reads those tables back
-  before it commits; ``write_appended`` is there for one that would.
+- ``append`` queues rows of the append-only tables (audit trail, line state changes, the stock
+  ledger, price decisions, what a shipment holds) and ``commit`` writes them with one multi-row
+  INSERT per table, instead of one ORM object and flush each. Nothing in an act reads those
+  tables back before it commits; ``write_appended`` is there for one that would.
 - ``get`` keeps the master data a transaction reads over and over (products, suppliers, lanes)
   in memory until the session closes.
 - ``held``/``hold`` remember which rows the transaction holds locks on, so a service that locks a
@@ -31,7 +31,14 @@ from sqlalchemy import Engine, Table
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from erp_core.db.engine import make_engine, make_session_factory
-from erp_core.db.models import AuditEntry, Base, InventoryMovement, LineStateChange, PriceDecision
+from erp_core.db.models import (
+    AuditEntry,
+    Base,
+    InventoryMovement,
+    LineStateChange,
+    PriceDecision,
+    ShipmentLine,
+)
 from erp_core.policy import Policy, load_policy
 
 RowT = TypeVar("RowT")
@@ -41,6 +48,7 @@ APPEND_ONLY: tuple[type[Base], ...] = (
     LineStateChange,
     InventoryMovement,
     PriceDecision,
+    ShipmentLine,
 )
 """The tables ``append`` writes: rows that are inserted once, never updated, and not read back
 by the act that writes them."""

@@ -3,10 +3,12 @@ state transitions, and parsing of user values."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.interfaces import ORMOption
 
 from erp_core.db.models import AuditEntry, Base, LineStateChange, OrderLine
 from erp_core.db.uow import UnitOfWork
@@ -25,11 +27,35 @@ def get_or_raise(
     entity: str,
     field: str,
     for_update: bool = False,
+    options: Sequence[ORMOption] = (),
 ) -> ModelT:
     """The row with primary key ``key``, or NotFound naming the field the caller gave."""
-    row = session.get(model, key, with_for_update=for_update or None)
+    row = session.get(model, key, with_for_update=for_update or None, options=options)
     if row is None:
         raise NotFound(entity, field, key)
+    return row
+
+
+def lock_row(
+    uow: UnitOfWork,
+    model: type[ModelT],
+    key: Any,
+    *,
+    entity: str,
+    field: str,
+    options: Sequence[ORMOption] = (),
+) -> ModelT:
+    """``get_or_raise(..., for_update=True)`` once per transaction: a row the transaction has
+    locked already is returned as loaded then (see ``UnitOfWork.held``), without a query."""
+    lock_key = (model.__name__, key)
+    held = uow.held(lock_key)
+    if held is not None:
+        assert isinstance(held, model)
+        return held
+    row = get_or_raise(
+        uow.session, model, key, entity=entity, field=field, for_update=True, options=options
+    )
+    uow.hold(lock_key, row)
     return row
 
 

@@ -26,6 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import lazyload
 
 from erp_core.db.models import (
     Customer,
@@ -53,6 +54,7 @@ from erp_core.services.common import (
     audit,
     get_kept_or_raise,
     get_or_raise,
+    lock_row,
     parse_date,
     parse_quantity,
     require_aware,
@@ -62,7 +64,7 @@ from erp_core.services.exceptions import open_exception
 from erp_core.services.idempotency import run_idempotent, validate_key
 from erp_core.services.orders import DEFAULT_REPLENISH_DAYS, split_line
 from erp_core.services.stock import (
-    active_reservation,
+    active_reservations,
     backordered_quantity,
     current_promise,
     lock_balances,
@@ -200,7 +202,14 @@ def _parse_picks(picks: Mapping[int, int]) -> dict[int, int]:
 def _pick(
     uow: UnitOfWork, actor: Actor, order_id: int, quantities: dict[int, int], now: datetime
 ) -> PickResult:
-    order = get_or_raise(uow.session, SalesOrder, order_id, entity="sales order", field="order_id")
+    order = get_or_raise(
+        uow.session,
+        SalesOrder,
+        order_id,
+        entity="sales order",
+        field="order_id",
+        options=[lazyload(SalesOrder.lines)],  # the lines to pick are read (and locked) below
+    )
     lines, balances = _lock_pickable_lines(uow, order, quantities)
     location_id = _only(lines, "location_id", "location")
     lane_id = _only(lines, "lane_id", "lane")
@@ -237,7 +246,7 @@ def _pick_line(
     """Put ``picked`` units of the line into the shipment; a shortfall is backordered."""
     short = line.quantity - picked
     child = _split_short_pick(uow, actor, now, line, short, balance) if short else None
-    uow.session.add(ShipmentLine(shipment_id=shipment.id, line_id=line.id, quantity=picked))
+    uow.append(ShipmentLine, shipment_id=shipment.id, line_id=line.id, quantity=picked)
     transition(uow, actor, now, "order_line", line, LineState.PICKED, "pick", shipment=shipment.id)
     if child is None:
         return None
@@ -628,8 +637,13 @@ def _record(
     now: datetime,
     facts: dict[str, Any],
 ) -> ShipmentEventResult:
-    shipment = get_or_raise(
-        uow.session, Shipment, shipment_id, entity="shipment", field="shipment_id", for_update=True
+    shipment = lock_row(
+        uow,
+        Shipment,
+        shipment_id,
+        entity="shipment",
+        field="shipment_id",
+        options=[lazyload(Shipment.lines)],  # read with their order lines just below
     )
     lines = _shipment_lines(uow, shipment)
     exception_ids: list[int] = []
@@ -720,8 +734,9 @@ def _hand_over_stock(
     """Carrier handoff: the units leave on hand and their reservations are released, each
     movement in the ledger as a ``shipment``."""
     balances = lock_balances(uow, [(line.sku, shipment.location_id) for _q, line in lines])
+    reservations = active_reservations(uow, [line.id for _q, line in lines])
     for quantity, line in lines:
-        reservation = active_reservation(uow, line.id)
+        reservation = reservations.get(line.id)
         if reservation is None or reservation.quantity != quantity:
             raise Conflict(
                 f"line {line.id} holds no active reservation of {quantity} to ship",

@@ -41,7 +41,7 @@ from erp_core.policy import Actor
 from erp_core.services.approvals import open_approval
 from erp_core.services.common import (
     audit,
-    get_or_raise,
+    lock_row,
     parse_date,
     parse_quantity,
     require_aware,
@@ -176,9 +176,7 @@ def _capture(
     external_ref: str | None,
 ) -> CapturedOrder:
     session = uow.session
-    customer = get_or_raise(
-        session, Customer, customer_id, entity="customer", field="customer_id", for_update=True
-    )
+    customer = lock_row(uow, Customer, customer_id, entity="customer", field="customer_id")
     parsed = [_parse_line(uow, i, r) for i, r in enumerate(requests)]
     order = SalesOrder(
         customer_id=customer.id,

@@ -29,6 +29,7 @@ from erp_core.policy import Actor
 from erp_core.services.common import (
     audit,
     get_or_raise,
+    lock_row,
     not_before,
     parse_date,
     parse_quantity,
@@ -181,13 +182,12 @@ def receive_purchase_order_line(
     received = parse_quantity("quantity", quantity)
     with uow:
         uow.policy.require(actor, "receive_goods")
-        po_line = get_or_raise(
-            uow.session,
+        po_line = lock_row(
+            uow,
             PurchaseOrderLine,
             purchase_order_line_id,
             entity="purchase order line",
             field="purchase_order_line_id",
-            for_update=True,
         )
         order = _locked_purchase_order(uow, po_line.purchase_order_id)
         if order.status not in RECEIVABLE:
@@ -293,11 +293,6 @@ def cancel_purchase_order(
 
 
 def _locked_purchase_order(uow: UnitOfWork, purchase_order_id: int) -> PurchaseOrder:
-    return get_or_raise(
-        uow.session,
-        PurchaseOrder,
-        purchase_order_id,
-        entity="purchase order",
-        field="purchase_order_id",
-        for_update=True,
+    return lock_row(
+        uow, PurchaseOrder, purchase_order_id, entity="purchase order", field="purchase_order_id"
     )

@@ -3,15 +3,18 @@ locks) follows the savepoints: a refused act leaves none of it behind."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 
 from erp_core.db.models import AuditEntry, InventoryMovement, LineStateChange, OrderLine
 from erp_core.domain.errors import InvalidValue
+from erp_core.services.fulfilment import pick, record_shipment_event
 from erp_core.services.orders import LineRequest, capture_order
 from erp_core.services.stock import lock_balance
-from tests.conftest import SALES, T0, stock
-from tests.erp_core.support import assert_books_balance
+from tests.conftest import LOGISTICS, SALES, T0, stock
+from tests.erp_core.support import assert_books_balance, balance
 
 
 def rows(uow, model, *where) -> int:
@@ -86,3 +89,57 @@ def test_a_relocked_balance_shows_what_the_database_holds(world):
             balance.on_hand = 99
             world.session.flush()
         assert lock_balance(world, "WIDGET", "WEST").on_hand == 5
+
+
+def test_a_whole_day_of_acts_in_one_batch_keeps_the_books(world):
+    """Capture, pick, pack, ship and deliver, and a refused milestone in between, in one
+    transaction: locks and queued rows taken by one act are reused or dropped correctly."""
+    stock(world, "WIDGET", "WEST", 10)
+    stock(world, "GADGET", "WEST", 10)
+    day = T0.replace(hour=8)
+    with world:
+        captured = capture_order(
+            world,
+            SALES,
+            customer_id="C-GOLD",
+            lines=[LineRequest("WIDGET", 3), LineRequest("GADGET", 2)],
+            now=day,
+        )
+        picks = {line.line_id: line.quantity for line in captured.lines}
+        shipment = pick(
+            world, LOGISTICS, order_id=captured.order_id, picks=picks, now=day + timedelta(hours=1)
+        ).shipment_id
+        record_shipment_event(
+            world,
+            LOGISTICS,
+            shipment_id=shipment,
+            event_type="packed",
+            occurred_at=day + timedelta(hours=2),
+            now=day + timedelta(hours=2),
+        )
+        with pytest.raises(InvalidValue):  # before the packing: refused, undoes only itself
+            record_shipment_event(
+                world,
+                LOGISTICS,
+                shipment_id=shipment,
+                event_type="shipped",
+                occurred_at=day + timedelta(minutes=90),
+                now=day + timedelta(hours=3),
+            )
+        for event_type, hours in (("shipped", 3), ("delivered", 9)):
+            record_shipment_event(
+                world,
+                LOGISTICS,
+                shipment_id=shipment,
+                event_type=event_type,
+                occurred_at=day + timedelta(hours=hours),
+                now=day + timedelta(hours=hours),
+            )
+        world.commit()
+    with world:
+        states = world.session.execute(select(OrderLine.state)).scalars().all()
+        shipped = rows(world, InventoryMovement, InventoryMovement.kind == "shipment")
+    assert states == ["delivered", "delivered"]
+    assert shipped == 4  # reserved and on hand, for each line
+    assert balance(world, "WIDGET", "WEST") == (7, 0, 0)
+    assert_books_balance(world)
