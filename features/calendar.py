@@ -30,9 +30,11 @@ def as_dates(days: np.ndarray) -> np.ndarray:
 def business_days_between(start: np.ndarray, end: np.ndarray, holidays: np.ndarray) -> np.ndarray:
     """Working days in (start, end], negative when end is before start (as
     ``BusinessCalendar.business_days_between``)."""
-    return np.busday_count(
-        as_dates(start) + 1, as_dates(end) + 1, weekmask=WEEKMASK, holidays=holidays
-    ).astype(np.int64)
+    first, last = as_dates(start), as_dates(end)
+    # numpy counts a reversed range as (end, start] rather than [end, start): order it first.
+    low, high = np.minimum(first, last), np.maximum(first, last)
+    count = np.busday_count(low + 1, high + 1, weekmask=WEEKMASK, holidays=holidays)
+    return np.where(last >= first, count, -count).astype(np.int64)
 
 
 def weekday(days: np.ndarray) -> np.ndarray:
