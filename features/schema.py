@@ -50,11 +50,8 @@ class FrameInvalid(DomainError):
 
     def __init__(self, feature_set: str, problems: list[Problem], key: str) -> None:
         lines = "; ".join(problem.describe(key) for problem in problems)
-        super().__init__(
-            f"feature set {feature_set}: frame refused, nothing written: {lines}",
-            field=problems[0].column,
-            value=list(problems[0].rows),
-        )
+        # The message names every column and its rows; field and value would only repeat it.
+        super().__init__(f"feature set {feature_set}: frame refused, nothing written: {lines}")
         self.problems = problems
 
 

@@ -23,6 +23,7 @@ from erp_core.services.purchasing import (
     receive_purchase_order_line,
 )
 from erp_core.simulate.truth import LINES
+from features.history import load_history
 from features.late_shipment import build_late_shipment_frame
 from features.registry import LATE_SHIPMENT
 from tests.conftest import LOGISTICS, PLANNER, SALES, T0, stock
@@ -341,3 +342,25 @@ def test_backlog_and_lane_lateness_carry_the_signal_the_truth_puts_there(simulat
     assert location_late.corr(p_late_ship, method="spearman") > 0.25
     by_backorder = joined.groupby("needs_backorder")["p_late_delivery"].mean()
     assert by_backorder[True] > 2 * by_backorder[False]
+
+
+def test_nulls_appear_only_where_the_history_explains_them(simulated_history):
+    world = simulated_history
+    frame = build_late_shipment_frame(world.url, world.start, world.end, CALENDAR)
+    no_location = frame["credit_hold"]
+    for column in ("stock_cover", "pick_backlog_ratio", "promised_ship_lead_bdays"):
+        assert (frame[column].isna() == no_location).all(), column
+    history = load_history(world.url)
+    entered = frame["entered_at"].array.asi8
+    no_receipt_yet = entered <= history.receipts["received_at"].min()
+    supplier_known = frame["supplier_days_late_56d"].notna()
+    assert (supplier_known == (frame["needs_backorder"] & ~no_receipt_yet)).all()
+    milestones = history.milestones
+    for event, rate in (
+        ("shipped", "location_ontime_ship_rate_14d"),
+        ("delivered", "lane_ontime_delivery_rate_28d"),
+    ):
+        first_known = milestones.loc[milestones["event_type"] == event, "known_at"].min()
+        nothing_yet = entered <= first_known
+        assert (frame[rate].isna() == (no_location | nothing_yet)).all(), rate
+        assert frame[rate].isna().mean() < 0.1
