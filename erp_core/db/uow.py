@@ -9,8 +9,8 @@ Three things make many small acts in one transaction (a simulated day, a batch i
   ledger, price decisions, what a shipment holds) and ``commit`` writes them with one multi-row
   INSERT per table, instead of one ORM object and flush each. Nothing in an act reads those
   tables back before it commits; ``write_appended`` is there for one that would.
-- ``get`` keeps the master data a transaction reads over and over (products, suppliers, lanes)
-  in memory until the session closes.
+- ``get`` (and ``preload``, for many keys at once) keeps the master data a transaction reads
+  over and over (products, suppliers, lanes) in memory until the session closes.
 - ``held``/``hold`` remember which rows the transaction holds locks on, so a service that locks a
   row the transaction already holds needs no second ``SELECT ... FOR UPDATE``.
 
@@ -22,12 +22,12 @@ a savepoint starts, so they never depend on it.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import Engine, Table
+from sqlalchemy import Engine, Table, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from erp_core.db.engine import make_engine, make_session_factory
@@ -214,6 +214,19 @@ class UnitOfWork:
         if row is not None:
             self._kept[(model, key)] = row
         return row
+
+    def preload(self, model: type[Base], keys: Iterable[Any]) -> None:
+        """Read the rows of ``keys`` not kept yet with one query and keep them, so the ``get``
+        calls that follow (one per order line, say) are answered from memory."""
+        missing = {key for key in keys if (model, key) not in self._kept}
+        if not missing:
+            return
+        mapper = inspect(model)
+        (primary_key,) = mapper.primary_key
+        attribute = mapper.get_property_by_column(primary_key).key
+        rows = self.session.execute(select(model).where(primary_key.in_(missing))).scalars()
+        for row in rows:
+            self._kept[(model, getattr(row, attribute))] = row
 
     def held(self, key: Hashable) -> Any | None:
         """The row this transaction already holds a lock on under ``key``, or None.

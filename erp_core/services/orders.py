@@ -41,6 +41,7 @@ from erp_core.policy import Actor
 from erp_core.services.approvals import open_approval
 from erp_core.services.common import (
     audit,
+    get_kept_or_raise,
     lock_row,
     parse_date,
     parse_quantity,
@@ -177,6 +178,7 @@ def _capture(
 ) -> CapturedOrder:
     session = uow.session
     customer = lock_row(uow, Customer, customer_id, entity="customer", field="customer_id")
+    uow.preload(Product, {request.sku for request in requests})
     parsed = [_parse_line(uow, i, r) for i, r in enumerate(requests)]
     order = SalesOrder(
         customer_id=customer.id,
@@ -481,12 +483,17 @@ class Allocator:
         self.order = order
         self.customer = customer
         self.calendar = uow.policy.calendar
-        self.locations = {loc.id: loc for loc in uow.session.execute(select(Location)).scalars()}
         self.lanes = self._standard_lanes(order.ship_to_region)
         if not self.lanes:
             raise InvalidValue(
                 "ship_to_region", order.ship_to_region, "no carrier lane serves this region"
             )
+        self.locations = {
+            location_id: get_kept_or_raise(
+                uow, Location, location_id, entity="location", field="origin_location_id"
+            )
+            for location_id in self.lanes
+        }
         self.backlogs = _Backlogs(uow, list(self.lanes))
 
     def _standard_lanes(self, region: str) -> dict[str, Lane]:

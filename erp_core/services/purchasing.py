@@ -93,6 +93,7 @@ def place_purchase_order(
         )
         get_or_raise(uow.session, Location, location_id, entity="location", field="location_id")
         default_expected = utc_day(now) + timedelta(days=supplier.nominal_lead_days)
+        uow.preload(Product, {request.sku for request in lines})
         parsed = [
             _parse_line(uow, index, request, utc_day(now), default_expected)
             for index, request in enumerate(lines)
