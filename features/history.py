@@ -170,7 +170,7 @@ class _Reader:
     ) -> pd.DataFrame:
         """The query's rows. Text columns (states, SKUs, locations, tiers) become categoricals:
         they repeat a few values millions of times, and lookups then touch small codes."""
-        frame = pd.read_sql(query, self.connection)
+        frame = self.rows(query)
         for name in frame.columns if len(frame) else ():  # an empty result carries no dtypes
             if name not in micros and name not in days and is_string_dtype(frame[name]):
                 frame[name] = frame[name].astype("category")
@@ -179,6 +179,18 @@ class _Reader:
         for name in days:
             frame[name] = to_epoch_days(frame[name])
         return frame
+
+    def rows(self, query: Select[Any]) -> pd.DataFrame:
+        """The driver's tuples straight into a frame: the columns are already the types we want
+        (raw text, floats, integers), so SQLAlchemy's per-row objects would only cost time
+        (about half the load)."""
+        result = self.connection.execute(query)
+        try:
+            names = list(result.keys())
+            rows = result.cursor.fetchall() if result.cursor is not None else []
+        finally:
+            result.close()
+        return pd.DataFrame.from_records(rows, columns=names)
 
     # -- tables -------------------------------------------------------------------------------
 
