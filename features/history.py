@@ -164,7 +164,7 @@ class _Reader:
 
     def frame(
         self,
-        query: Select[Any],
+        query: Select,
         micros: tuple[str, ...] = (),
         days: tuple[str, ...] = (),
     ) -> pd.DataFrame:
@@ -180,7 +180,7 @@ class _Reader:
             frame[name] = to_epoch_days(frame[name])
         return frame
 
-    def rows(self, query: Select[Any]) -> pd.DataFrame:
+    def rows(self, query: Select) -> pd.DataFrame:
         """The driver's tuples straight into a frame: the columns are already the types we want
         (raw text, floats, integers), so SQLAlchemy's per-row objects would only cost time
         (about half the load)."""

@@ -23,6 +23,10 @@ transit variance is shrunk the same way with ``m`` = 10 deliveries. With no hist
 
 Dates a line is judged by (entry date, shipped on, delivered on) are the fulfilling location's
 local dates, as the ERP's promise is.
+
+Master data (a customer's tier, a product's category and supplier, a lane's transit days) is read
+as it is now: the ERP keeps no history of it, so a tier changed after ``t`` would show in rows
+before it. Transactions are point in time; master data is as good as the schema allows.
 """
 
 from __future__ import annotations

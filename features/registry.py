@@ -99,7 +99,8 @@ class FeatureSet:
 
     def load_builder(self) -> Callable[..., Any]:
         module, _, function = self.builder.partition(":")
-        return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+        builder: Callable[..., Any] = getattr(importlib.import_module(module), function)
+        return builder
 
 
 # --- late shipment: an order line at its entry ---------------------------------------------------

@@ -117,7 +117,8 @@ def _manifest(
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text("utf-8"))  # type: ignore[no-any-return]
+    manifest: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return manifest
 
 
 def _described(frame: pd.DataFrame, spec: Any) -> dict[str, Any]:
