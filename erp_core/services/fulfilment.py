@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import lazyload
 
 from erp_core.db.models import (
@@ -256,25 +256,34 @@ def _pick_line(
     return shortfall
 
 
+# The queries run for every pick and milestone are built once, with bound parameters: building a
+# SELECT costs SQLAlchemy more than running it on SQLite.
+_LINES_OF_ORDER = select(OrderLine).where(
+    OrderLine.id.in_(bindparam("line_ids", expanding=True)),
+    OrderLine.order_id == bindparam("order_id"),
+)
+_LOCK_LINES_OF_ORDER = (
+    _LINES_OF_ORDER.order_by(OrderLine.id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 def _lock_pickable_lines(
     uow: UnitOfWork, order: SalesOrder, quantities: dict[int, int]
 ) -> tuple[list[OrderLine], dict[tuple[str, str], InventoryBalance]]:
     """The order's lines to pick, locked after their balances (the lock order every service
     keeps) and checked: allocated, price settled, picked quantity within the line."""
     ids = sorted(quantities)
-    query = select(OrderLine).where(OrderLine.id.in_(ids), OrderLine.order_id == order.id)
-    found = {line.id: line for line in uow.session.execute(query).scalars()}
+    params = {"line_ids": ids, "order_id": order.id}
+    found = {line.id: line for line in uow.session.execute(_LINES_OF_ORDER, params).scalars()}
     for line_id in ids:
         if line_id not in found:
             raise NotFound(f"line of order {order.id}", f"picks[{line_id}]", line_id)
     balances = lock_balances(
         uow, [(line.sku, line.location_id) for line in found.values() if line.location_id]
     )
-    lines = list(
-        uow.session.execute(
-            query.order_by(OrderLine.id).with_for_update().execution_options(populate_existing=True)
-        ).scalars()
-    )
+    lines = list(uow.session.execute(_LOCK_LINES_OF_ORDER, params).scalars())
     for line in lines:
         _check_pickable(line, quantities[line.id])
     return lines, balances
@@ -664,14 +673,17 @@ def _record(
     )
 
 
+_SHIPMENT_LINES = (
+    select(ShipmentLine.quantity, OrderLine)
+    .join(OrderLine, OrderLine.id == ShipmentLine.line_id)
+    .where(ShipmentLine.shipment_id == bindparam("shipment_id"))
+    .order_by(OrderLine.id)
+)
+
+
 def _shipment_lines(uow: UnitOfWork, shipment: Shipment) -> list[tuple[int, OrderLine]]:
     """(shipped quantity, order line) for every line of the shipment, in line id order."""
-    rows = uow.session.execute(
-        select(ShipmentLine.quantity, OrderLine)
-        .join(OrderLine, OrderLine.id == ShipmentLine.line_id)
-        .where(ShipmentLine.shipment_id == shipment.id)
-        .order_by(OrderLine.id)
-    ).all()
+    rows = uow.session.execute(_SHIPMENT_LINES, {"shipment_id": shipment.id}).all()
     return [(int(quantity), line) for quantity, line in rows]
 
 
@@ -708,13 +720,21 @@ def _advance(
         )
 
 
+_LAST_MILESTONE_AT = (
+    select(ShipmentEvent.occurred_at)
+    .where(
+        ShipmentEvent.shipment_id == bindparam("shipment_id"),
+        ShipmentEvent.event_type != "eta_updated",
+    )
+    .order_by(ShipmentEvent.occurred_at.desc())
+    .limit(1)
+)
+
+
 def _check_chronology(uow: UnitOfWork, shipment: Shipment, occurred_at: datetime) -> None:
     """A milestone cannot have happened before the one it follows."""
     previous = uow.session.execute(
-        select(ShipmentEvent.occurred_at)
-        .where(ShipmentEvent.shipment_id == shipment.id, ShipmentEvent.event_type != "eta_updated")
-        .order_by(ShipmentEvent.occurred_at.desc())
-        .limit(1)
+        _LAST_MILESTONE_AT, {"shipment_id": shipment.id}
     ).scalar_one_or_none()
     if previous is not None and occurred_at < previous:
         raise InvalidValue(

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from erp_core.db.models import (
     ApprovalRequest,
@@ -265,18 +265,24 @@ def tier_price_breaks(uow: UnitOfWork, tier: str, sku: str, on: date) -> list[Pr
     return tier_price_breaks_by_sku(uow, tier, [sku], on)[sku]
 
 
+# Built once with bound parameters: building a SELECT costs more than running it on SQLite.
+_PRICE_BREAKS = (
+    select(PriceListEntry.sku, PriceListEntry.min_quantity, PriceListEntry.unit_price)
+    .where(
+        PriceListEntry.tier == bindparam("tier"),
+        PriceListEntry.sku.in_(bindparam("skus", expanding=True)),
+        PriceListEntry.valid_from <= bindparam("on"),
+    )
+    .order_by(PriceListEntry.sku, PriceListEntry.min_quantity, PriceListEntry.valid_from)
+)
+
+
 def tier_price_breaks_by_sku(
     uow: UnitOfWork, tier: str, skus: Sequence[str], on: date
 ) -> dict[str, list[PriceBreak]]:
     """``tier_price_breaks`` of several SKUs (an order's) in one query."""
     rows = uow.session.execute(
-        select(PriceListEntry.sku, PriceListEntry.min_quantity, PriceListEntry.unit_price)
-        .where(
-            PriceListEntry.tier == tier,
-            PriceListEntry.sku.in_(set(skus)),
-            PriceListEntry.valid_from <= on,
-        )
-        .order_by(PriceListEntry.sku, PriceListEntry.min_quantity, PriceListEntry.valid_from)
+        _PRICE_BREAKS, {"tier": tier, "skus": sorted(set(skus)), "on": on}
     ).all()
     newest: dict[str, dict[int, Decimal]] = {sku: {} for sku in skus}
     for sku, min_quantity, unit_price in rows:
@@ -454,21 +460,35 @@ def _request_discount_approval(
     )
 
 
+_OPEN_EXPOSURE = (
+    select(func.coalesce(func.sum(OrderLine.quantity * OrderLine.unit_price), 0))
+    .join(SalesOrder, SalesOrder.id == OrderLine.order_id)
+    .where(
+        SalesOrder.customer_id == bindparam("customer_id"),
+        OrderLine.state.in_([str(s) for s in OPEN_LINE_STATES]),
+    )
+)
+_OPEN_EXPOSURE_BESIDES_ORDER = _OPEN_EXPOSURE.where(SalesOrder.id != bindparam("order_id"))
+
+
 def open_exposure(
     uow: UnitOfWork, customer_id: str, exclude_order_id: int | None = None
 ) -> Decimal:
     """Value of the customer's lines not yet shipped (what the credit limit must cover)."""
-    query = (
-        select(func.coalesce(func.sum(OrderLine.quantity * OrderLine.unit_price), 0))
-        .join(SalesOrder, SalesOrder.id == OrderLine.order_id)
-        .where(
-            SalesOrder.customer_id == customer_id,
-            OrderLine.state.in_([str(s) for s in OPEN_LINE_STATES]),
+    if exclude_order_id is None:
+        exposure = uow.session.execute(_OPEN_EXPOSURE, {"customer_id": customer_id})
+    else:
+        exposure = uow.session.execute(
+            _OPEN_EXPOSURE_BESIDES_ORDER, {"customer_id": customer_id, "order_id": exclude_order_id}
         )
-    )
-    if exclude_order_id is not None:
-        query = query.where(SalesOrder.id != exclude_order_id)
-    return Decimal(str(uow.session.execute(query).scalar_one()))
+    return Decimal(str(exposure.scalar_one()))
+
+
+_STANDARD_LANES = (
+    select(Lane)
+    .where(Lane.dest_region == bindparam("region"), Lane.service_level == "standard")
+    .order_by(Lane.transit_days, Lane.cost_per_shipment, Lane.id)
+)
 
 
 class Allocator:
@@ -499,11 +519,7 @@ class Allocator:
     def _standard_lanes(self, region: str) -> dict[str, Lane]:
         """The fastest (then cheapest) standard lane from each location to the region."""
         lanes: dict[str, Lane] = {}
-        rows = self.uow.session.execute(
-            select(Lane)
-            .where(Lane.dest_region == region, Lane.service_level == "standard")
-            .order_by(Lane.transit_days, Lane.cost_per_shipment, Lane.id)
-        ).scalars()
+        rows = self.uow.session.execute(_STANDARD_LANES, {"region": region}).scalars()
         for lane in rows:
             lanes.setdefault(lane.origin_location_id, lane)
         return lanes
@@ -659,6 +675,11 @@ class _Backlogs:
             self._counts[location_id] += 1
 
 
+_LINES_OF_ORDER = (
+    select(OrderLine).where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.line_no)
+)
+
+
 def _describe(
     uow: UnitOfWork,
     order: SalesOrder,
@@ -668,11 +689,7 @@ def _describe(
     credit_hold: bool,
 ) -> CapturedOrder:
     uow.session.flush()
-    lines = list(
-        uow.session.execute(
-            select(OrderLine).where(OrderLine.order_id == order.id).order_by(OrderLine.line_no)
-        ).scalars()
-    )
+    lines = list(uow.session.execute(_LINES_OF_ORDER, {"order_id": order.id}).scalars())
     promises = current_promises(uow, [line.id for line in lines])
     described = []
     for line in lines:
