@@ -31,6 +31,7 @@ before it. Transactions are point in time; master data is as good as the schema 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -44,8 +45,8 @@ from erp_core.domain.states import LineState
 from features import calendar as cal
 from features.asof import (
     MICROS_PER_DAY,
+    WindowTotals,
     key_codes,
-    level_before,
     rate_before,
     shrunk_rate,
     trailing_totals,
@@ -80,22 +81,14 @@ def late_shipment_frame(
     """The frame from history already in memory (what the benchmark times on its own)."""
     rows = entry_rows(history, to_micros(start), to_micros(end))
     holidays = cal.holiday_array(calendar)
+    found = offline_aggregates(rows, event_streams(history, holidays))
     columns: Columns = {
         "line_id": rows["line_id"].to_numpy(),
         "order_id": rows["order_id"].to_numpy(),
         "entered_at": rows["entered_at"].to_numpy(),
+        **feature_columns(rows, found, history.lanes, holidays),
+        **labels(rows, history),
     }
-    for group in (
-        promise_features(rows, holidays),
-        fulfilment_features(rows, history),
-        location_features(rows, history),
-        lane_features(rows, history, holidays),
-        supplier_features(rows, history),
-        customer_and_order_features(rows),
-        calendar_features(rows, holidays),
-        labels(rows, history),
-    ):
-        columns.update(group)
     return typed_frame(columns, LATE_SHIPMENT)
 
 
@@ -247,101 +240,175 @@ def _entry_zone(rows: pd.DataFrame, history: History) -> pd.Series:
     return fulfilling.fillna(home).fillna("UTC")
 
 
-# --- feature groups ----------------------------------------------------------------------------
+# --- what happened before t: event streams and their totals -------------------------------------
 
 
-def promise_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:
-    """Business days to the first promise, when that promise was made at entry."""
-    at_entry = (rows["decided_at"] <= rows["entered_at"]).to_numpy()
-    day = rows["entry_day"].to_numpy()
+@dataclass(frozen=True)
+class EventStream:
+    """Events of one kind, each with its key (one or more columns), the moment the ERP knew of it
+    (int64 microseconds) and integer values to total (exact as int64).
 
-    def lead(promised: str) -> np.ndarray:
-        target = rows[promised].fillna(0).to_numpy(dtype=np.int64)
-        days = cal.business_days_between(day, target, holidays).astype(np.float64)
-        return np.where(at_entry, days, np.nan)
+    Declared once here and totalled two ways: over whole frames by :func:`offline_aggregates`
+    (as-of searches on sorted arrays) and per order by ``features.online`` (an index kept in
+    memory); both count an event strictly before ``t`` and within ``[t - W, t)``.
+    """
 
-    return {
-        "promised_ship_lead_bdays": lead("promised_ship_date"),
-        "promised_delivery_lead_bdays": lead("promised_delivery_date"),
-    }
+    keys: tuple[pd.Series, ...]
+    times: np.ndarray
+    values: dict[str, np.ndarray]
 
 
-def fulfilment_features(rows: pd.DataFrame, history: History) -> Columns:
-    """What capture decided (backorder, credit hold, transfer, split) and the stock cover."""
-    state = rows["state_at_entry"]
-    location = rows["location_at_entry"]
-    split_parents = set(rows["parent_line_id"].dropna())
+@dataclass(frozen=True)
+class Aggregates:
+    """Per row, everything before its ``t`` the features summarise; a row without a key (no
+    location, no lane, not backordered) has ``has_key`` false and nulls in what depends on it."""
+
+    available: np.ndarray
+    """Free stock (on hand - reserved) of the SKU at the fulfilling location just before t."""
+    backlog: np.ndarray
+    """Lines allocated at the fulfilling location and not yet picked just before t."""
+    location: dict[int, WindowTotals]
+    """Shipped lines of the location per window in days (sum ``on_time``)."""
+    location_everywhere: WindowTotals
+    """Shipped lines of every location, all history before t (the rate's prior)."""
+    lane: dict[int, WindowTotals]
+    """Delivered lines of the lane per window in days (sums ``on_time``, ``transit``,
+    ``transit_sq``)."""
+    lane_everywhere: WindowTotals
+    supplier: WindowTotals
+    """Receipts of a backordered line's preferred supplier in the last 56 days (sum ``late``)."""
+    supplier_everywhere: WindowTotals
+
+
+def event_streams(history: History, holidays: np.ndarray) -> dict[str, EventStream]:
+    """Every stream the late-shipment features total, by name."""
+    shipped = shipped_lines(history)
+    delivered = delivered_lines(history, holidays)
+    receipts = history.receipts
     moves = history.stock_moves
-    move_keys, row_keys = key_codes([moves["sku"], moves["location_id"]], [rows["sku"], location])
-    available = level_before(
-        move_keys,
-        moves["occurred_at"].to_numpy(),
-        moves["available_delta"].to_numpy(),
-        row_keys,
-        rows["entered_at"].to_numpy(),
-    )
+    transit = delivered["transit"].to_numpy()
     return {
-        "needs_backorder": (state == LineState.BACKORDERED).to_numpy(),
-        "credit_hold": (state == LineState.CREDIT_HOLD).to_numpy(),
-        "transfer": location.notna().to_numpy()
-        & (_text(location) != _text(rows["home_location_id"])),
-        "split": (rows["parent_line_id"].notna() | rows["line_id"].isin(split_parents)).to_numpy(),
-        "stock_cover": available / rows["line_units"].to_numpy(),
+        "stock": EventStream(
+            (moves["sku"], moves["location_id"]),
+            moves["occurred_at"].to_numpy(),
+            {"level": moves["available_delta"].to_numpy()},
+        ),
+        "backlog": backlog_stream(history),
+        "shipped": EventStream(
+            (shipped["location_id"],),
+            shipped["known_at"].to_numpy(),
+            {"on_time": shipped["on_time"].to_numpy()},
+        ),
+        "delivered": EventStream(
+            (delivered["lane_id"],),
+            delivered["known_at"].to_numpy(),
+            {
+                "on_time": delivered["on_time"].to_numpy(),
+                "transit": transit,
+                "transit_sq": transit**2,
+            },
+        ),
+        "receipts": EventStream(
+            (receipts["supplier_id"],),
+            receipts["received_at"].to_numpy(),
+            {"late": receipts["days_late"].to_numpy()},
+        ),
     }
 
 
-def location_features(rows: pd.DataFrame, history: History) -> Columns:
-    """The pick queue at the location just before ``t`` and its recent on-time shipping."""
+def row_keys(rows: pd.DataFrame) -> dict[str, tuple[pd.Series, ...]]:
+    """Which key of each stream a row asks about (null: the row has none)."""
     location = rows["location_at_entry"]
-    t = rows["entered_at"].to_numpy()
-    backlog = _pick_backlog(rows, history)
-    shipped = _shipped_lines(history)
-    event_keys, row_keys = key_codes([shipped["location_id"]], [location])
-    windows = [days * MICROS_PER_DAY for days in LOCATION_WINDOWS_DAYS]
-    totals = trailing_totals(
-        event_keys,
-        shipped["known_at"].to_numpy(),
-        {"on_time": shipped["on_time"].to_numpy()},
-        row_keys,
-        t,
-        windows,
-    )
-    prior = _global_rate(shipped["known_at"].to_numpy(), shipped["on_time"].to_numpy(), t)
-    columns: Columns = {
-        "pick_backlog_lines": backlog,
-        "pick_backlog_ratio": backlog / rows["pick_capacity"].to_numpy(dtype=np.float64),
+    backordered = rows["state_at_entry"] == LineState.BACKORDERED
+    return {
+        "stock": (rows["sku"], location),
+        "backlog": (location,),
+        "shipped": (location,),
+        "delivered": (rows["lane_at_entry"],),
+        "receipts": (rows["supplier_id"].where(backordered),),
     }
-    for days, window in zip(LOCATION_WINDOWS_DAYS, windows, strict=True):
-        found = totals[window]
-        rate = shrunk_rate(found.sums["on_time"], found.count, prior, LOCATION_RATE_STRENGTH)
-        columns[f"location_ontime_ship_rate_{days}d"] = np.where(found.has_key, rate, np.nan)
-    widest = totals[windows[-1]]
-    columns["location_shipped_lines_56d"] = np.where(
-        widest.has_key, widest.count.astype(np.float64), np.nan
+
+
+WINDOWS_DAYS: dict[str, tuple[int | None, ...]] = {
+    "stock": (None,),
+    "backlog": (None,),
+    "shipped": LOCATION_WINDOWS_DAYS,
+    "delivered": LANE_WINDOWS_DAYS,
+    "receipts": (SUPPLIER_WINDOW_DAYS,),
+}
+"""The windows each stream is totalled over, in days (``None``: all history before t)."""
+GLOBAL_PRIORS = ("shipped", "delivered", "receipts")
+"""Streams whose rates are shrunk toward their total over every key and all history."""
+
+
+def offline_aggregates(rows: pd.DataFrame, streams: dict[str, EventStream]) -> Aggregates:
+    """The aggregates of every row at once: one sort per stream and as-of searches."""
+    t = rows["entered_at"].to_numpy()
+    keys = row_keys(rows)
+    totals: dict[str, dict[int | None, WindowTotals]] = {}
+    everywhere: dict[str, WindowTotals] = {}
+    for name, stream in streams.items():
+        event_keys, query_keys = key_codes(list(stream.keys), list(keys[name]))
+        windows = WINDOWS_DAYS[name]
+        found = trailing_totals(
+            event_keys, stream.times, stream.values, query_keys, t, _micros(windows)
+        )
+        totals[name] = dict(zip(windows, found.values(), strict=True))
+        if name in GLOBAL_PRIORS:
+            everywhere[name] = _everywhere(stream, t)
+    return Aggregates(
+        available=_level(totals["stock"][None]),
+        backlog=_level(totals["backlog"][None]),
+        location=_by_days(totals["shipped"]),
+        location_everywhere=everywhere["shipped"],
+        lane=_by_days(totals["delivered"]),
+        lane_everywhere=everywhere["delivered"],
+        supplier=totals["receipts"][SUPPLIER_WINDOW_DAYS],
+        supplier_everywhere=everywhere["receipts"],
     )
-    return columns
 
 
-def _pick_backlog(rows: pd.DataFrame, history: History) -> np.ndarray:
-    """Lines at the location in state ``allocated`` just before ``t``: +1 on entering the state,
-    -1 on leaving it (picked, cancelled, backordered by a count), counted from the line history."""
+def _micros(windows: tuple[int | None, ...]) -> list[int | None]:
+    return [None if days is None else days * MICROS_PER_DAY for days in windows]
+
+
+def _by_days(totals: dict[int | None, WindowTotals]) -> dict[int, WindowTotals]:
+    return {days: found for days, found in totals.items() if days is not None}
+
+
+def _level(totals: WindowTotals) -> np.ndarray:
+    """A running sum of signed deltas as float64, NaN for a row without a key (as
+    :func:`features.asof.level_before`)."""
+    return np.where(totals.has_key, totals.sums["level"], np.nan).astype(np.float64)
+
+
+def _everywhere(stream: EventStream, t: np.ndarray) -> WindowTotals:
+    """The stream's totals over every key and all history before each ``t``."""
+    return trailing_totals(
+        np.zeros(len(stream.times), dtype=np.int64),
+        stream.times,
+        stream.values,
+        np.zeros(len(t), dtype=np.int64),
+        t,
+        [None],
+    )[None]
+
+
+def backlog_stream(history: History) -> EventStream:
+    """Lines at the location in state ``allocated``: +1 on entering the state, -1 on leaving it
+    (picked, cancelled, backordered by a count), from the line history."""
     changes = history.state_changes
     delta = (changes["to_state"] == LineState.ALLOCATED).astype(np.int64) - (
         changes["from_state"] == LineState.ALLOCATED
     ).astype(np.int64)
     moved = changes.loc[delta != 0]
     where = moved["line_id"].map(history.lines.set_index("line_id")["location_id"])
-    event_keys, row_keys = key_codes([where], [rows["location_at_entry"]])
-    return level_before(
-        event_keys,
-        moved["occurred_at"].to_numpy(),
-        delta.loc[moved.index].to_numpy(),
-        row_keys,
-        rows["entered_at"].to_numpy(),
+    return EventStream(
+        (where,), moved["occurred_at"].to_numpy(), {"level": delta.loc[moved.index].to_numpy()}
     )
 
 
-def _shipped_lines(history: History) -> pd.DataFrame:
+def shipped_lines(history: History) -> pd.DataFrame:
     """Every shipped line with a promise: where from, when the ERP knew, on time or not."""
     shipped = history.milestones.loc[history.milestones["event_type"] == "shipped"]
     shipped = shipped.merge(history.first_promises, on="line_id", how="inner")
@@ -355,73 +422,7 @@ def _milestone_days(milestones: pd.DataFrame, history: History) -> np.ndarray:
     return cal.local_days(milestones["occurred_at"].to_numpy(), zones)
 
 
-def _global_rate(times: np.ndarray, successes: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Successes / events over every key and all history before each ``t``."""
-    totals = trailing_totals(
-        np.zeros(len(times), dtype=np.int64),
-        times,
-        {"k": successes},
-        np.zeros(len(t), dtype=np.int64),
-        t,
-        [None],
-    )[None]
-    return rate_before(totals.sums["k"], totals.count)
-
-
-def lane_features(rows: pd.DataFrame, history: History, holidays: np.ndarray) -> Columns:
-    """The lane's nominal transit, its recent on-time delivery and transit-time spread."""
-    lane = rows["lane_at_entry"]
-    t = rows["entered_at"].to_numpy()
-    delivered = _delivered_lines(history, holidays)
-    event_keys, row_keys = key_codes([delivered["lane_id"]], [lane])
-    windows = [days * MICROS_PER_DAY for days in LANE_WINDOWS_DAYS]
-    known = delivered["known_at"].to_numpy()
-    values = {
-        "on_time": delivered["on_time"].to_numpy(),
-        "transit": delivered["transit"].to_numpy(),
-        "transit_sq": delivered["transit"].to_numpy() ** 2,
-    }
-    totals = trailing_totals(event_keys, known, values, row_keys, t, windows)
-    everywhere = trailing_totals(
-        np.zeros(len(known), dtype=np.int64),
-        known,
-        values,
-        np.zeros(len(t), dtype=np.int64),
-        t,
-        [None],
-    )[None]
-    prior_rate = rate_before(everywhere.sums["on_time"], everywhere.count)
-    prior_variance = _squared_deviation(everywhere) / np.where(
-        everywhere.count > 0, everywhere.count, np.nan
-    )
-    transit_days = lane.map(history.lanes.set_index("lane_id")["transit_days"])
-    columns: Columns = {
-        "lane_transit_days": transit_days.to_numpy(dtype=np.float64, na_value=np.nan)
-    }
-    for days, window in zip(LANE_WINDOWS_DAYS, windows, strict=True):
-        found = totals[window]
-        rate = shrunk_rate(found.sums["on_time"], found.count, prior_rate, LANE_RATE_STRENGTH)
-        variance = (_squared_deviation(found) + TRANSIT_VARIANCE_STRENGTH * prior_variance) / (
-            found.count + TRANSIT_VARIANCE_STRENGTH
-        )
-        columns[f"lane_ontime_delivery_rate_{days}d"] = np.where(found.has_key, rate, np.nan)
-        columns[f"lane_transit_spread_{days}d"] = np.where(found.has_key, np.sqrt(variance), np.nan)
-    service = lane.map(history.lanes.set_index("lane_id")["service_level"])
-    columns["expedite"] = (service.notna() & (service != "standard")).to_numpy() | rows[
-        "expedite_asked"
-    ].to_numpy()
-    return columns
-
-
-def _squared_deviation(totals: Any) -> np.ndarray:
-    """Sum of squared deviations from the mean, from exact integer sums: (n*S2 - S1^2) / n."""
-    n = totals.count
-    s1, s2 = totals.sums["transit"], totals.sums["transit_sq"]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (n * s2 - s1 * s1) / np.maximum(n, 1), 0.0)
-
-
-def _delivered_lines(history: History, holidays: np.ndarray) -> pd.DataFrame:
+def delivered_lines(history: History, holidays: np.ndarray) -> pd.DataFrame:
     """Every delivered line with a promise: lane, when the ERP knew, on time or not, and its
     transit in business days (shipped on -> delivered on)."""
     events = history.milestones
@@ -440,20 +441,121 @@ def _delivered_lines(history: History, holidays: np.ndarray) -> pd.DataFrame:
     )
 
 
-def supplier_features(rows: pd.DataFrame, history: History) -> Columns:
+# --- feature groups: the definitions both paths share ------------------------------------------
+
+
+def feature_columns(
+    rows: pd.DataFrame, found: Aggregates, lanes: pd.DataFrame, holidays: np.ndarray
+) -> Columns:
+    """Every feature of the rows from the lines as captured and what happened before ``t``:
+    the one definition of the late-shipment features, offline and online."""
+    columns: Columns = {}
+    for group in (
+        promise_features(rows, holidays),
+        fulfilment_features(rows, found),
+        location_features(rows, found),
+        lane_features(rows, found, lanes),
+        supplier_features(found),
+        customer_and_order_features(rows),
+        calendar_features(rows, holidays),
+    ):
+        columns.update(group)
+    return columns
+
+
+def promise_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:
+    """Business days to the first promise, when that promise was made at entry."""
+    at_entry = (rows["decided_at"] <= rows["entered_at"]).to_numpy()
+    day = rows["entry_day"].to_numpy()
+
+    def lead(promised: str) -> np.ndarray:
+        target = rows[promised].fillna(0).to_numpy(dtype=np.int64)
+        days = cal.business_days_between(day, target, holidays).astype(np.float64)
+        return np.where(at_entry, days, np.nan)
+
+    return {
+        "promised_ship_lead_bdays": lead("promised_ship_date"),
+        "promised_delivery_lead_bdays": lead("promised_delivery_date"),
+    }
+
+
+def fulfilment_features(rows: pd.DataFrame, found: Aggregates) -> Columns:
+    """What capture decided (backorder, credit hold, transfer, split) and the stock cover."""
+    state = rows["state_at_entry"]
+    location = rows["location_at_entry"]
+    split_parents = set(rows["parent_line_id"].dropna())
+    return {
+        "needs_backorder": (state == LineState.BACKORDERED).to_numpy(),
+        "credit_hold": (state == LineState.CREDIT_HOLD).to_numpy(),
+        "transfer": location.notna().to_numpy()
+        & (_text(location) != _text(rows["home_location_id"])),
+        "split": (rows["parent_line_id"].notna() | rows["line_id"].isin(split_parents)).to_numpy(),
+        "stock_cover": found.available / rows["line_units"].to_numpy(),
+    }
+
+
+def location_features(rows: pd.DataFrame, found: Aggregates) -> Columns:
+    """The pick queue at the location just before ``t`` and its recent on-time shipping."""
+    everywhere = found.location_everywhere
+    prior = rate_before(everywhere.sums["on_time"], everywhere.count)
+    columns: Columns = {
+        "pick_backlog_lines": found.backlog,
+        "pick_backlog_ratio": found.backlog / rows["pick_capacity"].to_numpy(dtype=np.float64),
+    }
+    for days in LOCATION_WINDOWS_DAYS:
+        window = found.location[days]
+        rate = shrunk_rate(window.sums["on_time"], window.count, prior, LOCATION_RATE_STRENGTH)
+        columns[f"location_ontime_ship_rate_{days}d"] = np.where(window.has_key, rate, np.nan)
+    widest = found.location[LOCATION_WINDOWS_DAYS[-1]]
+    columns["location_shipped_lines_56d"] = np.where(
+        widest.has_key, widest.count.astype(np.float64), np.nan
+    )
+    return columns
+
+
+def lane_features(rows: pd.DataFrame, found: Aggregates, lanes: pd.DataFrame) -> Columns:
+    """The lane's nominal transit, its recent on-time delivery and transit-time spread."""
+    lane = rows["lane_at_entry"]
+    everywhere = found.lane_everywhere
+    prior_rate = rate_before(everywhere.sums["on_time"], everywhere.count)
+    prior_variance = _squared_deviation(everywhere) / np.where(
+        everywhere.count > 0, everywhere.count, np.nan
+    )
+    transit_days = lane.map(lanes.set_index("lane_id")["transit_days"])
+    columns: Columns = {
+        "lane_transit_days": transit_days.to_numpy(dtype=np.float64, na_value=np.nan)
+    }
+    for days in LANE_WINDOWS_DAYS:
+        window = found.lane[days]
+        rate = shrunk_rate(window.sums["on_time"], window.count, prior_rate, LANE_RATE_STRENGTH)
+        variance = (_squared_deviation(window) + TRANSIT_VARIANCE_STRENGTH * prior_variance) / (
+            window.count + TRANSIT_VARIANCE_STRENGTH
+        )
+        columns[f"lane_ontime_delivery_rate_{days}d"] = np.where(window.has_key, rate, np.nan)
+        columns[f"lane_transit_spread_{days}d"] = np.where(
+            window.has_key, np.sqrt(variance), np.nan
+        )
+    service = lane.map(lanes.set_index("lane_id")["service_level"])
+    columns["expedite"] = (service.notna() & (service != "standard")).to_numpy() | rows[
+        "expedite_asked"
+    ].to_numpy()
+    return columns
+
+
+def _squared_deviation(totals: WindowTotals) -> np.ndarray:
+    """Sum of squared deviations from the mean, from exact integer sums: (n*S2 - S1^2) / n."""
+    n = totals.count
+    s1, s2 = totals.sums["transit"], totals.sums["transit_sq"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, (n * s2 - s1 * s1) / np.maximum(n, 1), 0.0)
+
+
+def supplier_features(found: Aggregates) -> Columns:
     """For a backordered line, how late its preferred supplier's recent receipts came."""
-    receipts = history.receipts
-    t = rows["entered_at"].to_numpy()
-    backordered = rows["state_at_entry"] == LineState.BACKORDERED
-    supplier = rows["supplier_id"].where(backordered)
-    event_keys, row_keys = key_codes([receipts["supplier_id"]], [supplier])
-    received = receipts["received_at"].to_numpy()
-    late = receipts["days_late"].to_numpy()
-    window = SUPPLIER_WINDOW_DAYS * MICROS_PER_DAY
-    found = trailing_totals(event_keys, received, {"late": late}, row_keys, t, [window])[window]
-    prior = _global_rate(received, late, t)
-    mean = shrunk_rate(found.sums["late"], found.count, prior, SUPPLIER_LATENESS_STRENGTH)
-    return {"supplier_days_late_56d": np.where(found.has_key, mean, np.nan)}
+    window, everywhere = found.supplier, found.supplier_everywhere
+    prior = rate_before(everywhere.sums["late"], everywhere.count)
+    mean = shrunk_rate(window.sums["late"], window.count, prior, SUPPLIER_LATENESS_STRENGTH)
+    return {"supplier_days_late_56d": np.where(window.has_key, mean, np.nan)}
 
 
 def _text(values: pd.Series) -> np.ndarray:
