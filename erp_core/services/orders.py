@@ -400,7 +400,8 @@ def split_line(
 
 
 def _insert_lines(uow: UnitOfWork, lines: Sequence[OrderLine]) -> None:
-    """Insert new lines (one statement for all of them), so they have their ids."""
+    """Insert new lines in one flush (one multi-row INSERT where the dialect can return their
+    ids for it, PostgreSQL), so they have their ids."""
     uow.session.add_all(lines)
     uow.session.flush()
 
@@ -545,14 +546,13 @@ class Allocator:
     def allocate(self, line: OrderLine) -> list[int]:
         """Allocate one confirmed (or credit-released) line; returns exception ids opened."""
         balances = lock_balances(self.uow, [(line.sku, loc) for loc in self.lanes])
-        backlogs = self.backlogs
         plan = plan_allocation(
             quantity=line.quantity,
             home_location=self.customer.home_location_id,
             positions=self._positions(line, list(balances.values())),
             replenish_date=self._replenish_date(line.sku),
             estimate_delivery=lambda loc, ready: (
-                self.promise(loc, ready, backlogs[loc]).delivery_date
+                self.promise(loc, ready, self.backlogs[loc]).delivery_date
             ),
             allow_split=self.order.allow_split,
         )
