@@ -86,7 +86,7 @@ def late_shipment_frame(
         "line_id": rows["line_id"].to_numpy(),
         "order_id": rows["order_id"].to_numpy(),
         "entered_at": rows["entered_at"].to_numpy(),
-        **feature_columns(rows, found, history.lanes, holidays),
+        **feature_columns(rows, found, history.lanes.set_index("lane_id"), holidays),
         **labels(rows, history),
     }
     return typed_frame(columns, LATE_SHIPMENT)
@@ -448,7 +448,8 @@ def feature_columns(
     rows: pd.DataFrame, found: Aggregates, lanes: pd.DataFrame, holidays: np.ndarray
 ) -> Columns:
     """Every feature of the rows from the lines as captured and what happened before ``t``:
-    the one definition of the late-shipment features, offline and online."""
+    the one definition of the late-shipment features, offline and online (``lanes``: the lane
+    master indexed by lane_id)."""
     columns: Columns = {}
     for group in (
         promise_features(rows, holidays),
@@ -465,11 +466,13 @@ def feature_columns(
 
 def promise_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:
     """Business days to the first promise, when that promise was made at entry."""
-    at_entry = (rows["decided_at"] <= rows["entered_at"]).to_numpy()
+    decided = rows["decided_at"].to_numpy(dtype=np.float64, na_value=np.nan)
+    at_entry = decided <= rows["entered_at"].to_numpy()
     day = rows["entry_day"].to_numpy()
 
     def lead(promised: str) -> np.ndarray:
-        target = rows[promised].fillna(0).to_numpy(dtype=np.int64)
+        target = rows[promised].to_numpy(dtype=np.float64, na_value=np.nan)
+        target = np.nan_to_num(target, nan=0.0).astype(np.int64)
         days = cal.business_days_between(day, target, holidays).astype(np.float64)
         return np.where(at_entry, days, np.nan)
 
@@ -481,15 +484,16 @@ def promise_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:
 
 def fulfilment_features(rows: pd.DataFrame, found: Aggregates) -> Columns:
     """What capture decided (backorder, credit hold, transfer, split) and the stock cover."""
-    state = rows["state_at_entry"]
+    state = _text(rows["state_at_entry"])
     location = rows["location_at_entry"]
-    split_parents = set(rows["parent_line_id"].dropna())
+    parents = rows["parent_line_id"]
     return {
-        "needs_backorder": (state == LineState.BACKORDERED).to_numpy(),
-        "credit_hold": (state == LineState.CREDIT_HOLD).to_numpy(),
+        "needs_backorder": state == LineState.BACKORDERED.value,
+        "credit_hold": state == LineState.CREDIT_HOLD.value,
         "transfer": location.notna().to_numpy()
         & (_text(location) != _text(rows["home_location_id"])),
-        "split": (rows["parent_line_id"].notna() | rows["line_id"].isin(split_parents)).to_numpy(),
+        "split": parents.notna().to_numpy()
+        | np.isin(rows["line_id"].to_numpy(), parents.dropna().to_numpy(dtype=np.int64)),
         "stock_cover": found.available / rows["line_units"].to_numpy(),
     }
 
@@ -514,17 +518,17 @@ def location_features(rows: pd.DataFrame, found: Aggregates) -> Columns:
 
 
 def lane_features(rows: pd.DataFrame, found: Aggregates, lanes: pd.DataFrame) -> Columns:
-    """The lane's nominal transit, its recent on-time delivery and transit-time spread."""
-    lane = rows["lane_at_entry"]
+    """The lane's nominal transit, its recent on-time delivery and transit-time spread
+    (``lanes``: the lane master indexed by lane_id)."""
     everywhere = found.lane_everywhere
     prior_rate = rate_before(everywhere.sums["on_time"], everywhere.count)
     prior_variance = _squared_deviation(everywhere) / np.where(
         everywhere.count > 0, everywhere.count, np.nan
     )
-    transit_days = lane.map(lanes.set_index("lane_id")["transit_days"])
-    columns: Columns = {
-        "lane_transit_days": transit_days.to_numpy(dtype=np.float64, na_value=np.nan)
-    }
+    position = lanes.index.get_indexer(rows["lane_at_entry"])
+    known = position >= 0
+    transit_days = lanes["transit_days"].to_numpy(dtype=np.float64)[position]
+    columns: Columns = {"lane_transit_days": np.where(known, transit_days, np.nan)}
     for days in LANE_WINDOWS_DAYS:
         window = found.lane[days]
         rate = shrunk_rate(window.sums["on_time"], window.count, prior_rate, LANE_RATE_STRENGTH)
@@ -535,10 +539,8 @@ def lane_features(rows: pd.DataFrame, found: Aggregates, lanes: pd.DataFrame) ->
         columns[f"lane_transit_spread_{days}d"] = np.where(
             window.has_key, np.sqrt(variance), np.nan
         )
-    service = lane.map(lanes.set_index("lane_id")["service_level"])
-    columns["expedite"] = (service.notna() & (service != "standard")).to_numpy() | rows[
-        "expedite_asked"
-    ].to_numpy()
+    express = _text(lanes["service_level"])[position] != "standard"
+    columns["expedite"] = (known & express) | rows["expedite_asked"].to_numpy(dtype=bool)
     return columns
 
 
@@ -565,27 +567,34 @@ def _text(values: pd.Series) -> np.ndarray:
 
 def customer_and_order_features(rows: pd.DataFrame) -> Columns:
     """Who ordered, and how big the whole order was at entry."""
-    order = rows.groupby("order_id", sort=False)
-    requested = rows["parent_line_id"].isna().astype(np.int64)
-    units = rows["line_units"]
+    codes, _ = pd.factorize(rows["order_id"])
+    units = rows["line_units"].to_numpy()
+    requested = rows["parent_line_id"].isna().to_numpy(dtype=np.int64)
     return {
         "customer_tier": rows["tier"],
         "channel": rows["channel"],
         "ship_region": rows["ship_region"],
-        "order_lines": requested.groupby(rows["order_id"]).transform("sum").to_numpy(),
-        "order_units": order["line_units"].transform("sum").to_numpy(),
-        "order_weight_kg": (units * rows["weight_kg"])
-        .groupby(rows["order_id"])
-        .transform("sum")
-        .to_numpy(),
-        "order_value": (units * rows["unit_price"])
-        .groupby(rows["order_id"])
-        .transform("sum")
-        .to_numpy(),
-        "line_units": units.to_numpy(),
+        "order_lines": _count_per_order(requested, codes),
+        "order_units": _count_per_order(units, codes),
+        "order_weight_kg": _total_per_order(units * rows["weight_kg"].to_numpy(), codes),
+        "order_value": _total_per_order(units * rows["unit_price"].to_numpy(), codes),
+        "line_units": units,
         "product_category": rows["category"],
         "abc_class": rows["abc_class"],
     }
+
+
+def _count_per_order(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """An integer total over each row's order, on every row of it (exact: integers far below
+    2**53 add exactly in float64)."""
+    return np.bincount(codes, weights=values).astype(np.int64)[codes]
+
+
+def _total_per_order(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """A float total over each row's order, on every row of it. pandas' grouped sum adds each
+    group's values in row order with compensation, so an order's total has the same bits whether
+    it is summed alone (online) or among a million others (offline)."""
+    return pd.Series(values).groupby(codes).sum().to_numpy()[codes]
 
 
 def calendar_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:

@@ -100,6 +100,7 @@ class _Master:
     products: dict[Hashable, dict[str, Any]]
     locations: dict[Hashable, dict[str, Any]]
     lanes: pd.DataFrame
+    """Indexed by lane_id, as :func:`features.late_shipment.feature_columns` reads it."""
 
     @classmethod
     def of(cls, history: History) -> _Master:
@@ -107,7 +108,7 @@ class _Master:
             customers=_records(history.customers, "customer_id"),
             products=_records(history.products, "sku"),
             locations=_records(history.locations, "location_id"),
-            lanes=history.lanes,
+            lanes=history.lanes.set_index("lane_id"),
         )
 
 
@@ -220,71 +221,78 @@ def _row_keys(rows: pd.DataFrame) -> dict[str, list[Key | None]]:
 
 
 def _tuples(parts: tuple[pd.Series, ...]) -> list[Key | None]:
+    """One key tuple per row, None where any part is null (NaN, None or pd.NA)."""
+    missing = np.zeros(len(parts[0]), dtype=bool)
+    for part in parts:
+        missing |= part.isna().to_numpy()
     columns = [part.to_numpy(dtype=object) for part in parts]
-    return [
-        None if any(pd.isna(value) for value in key) else key for key in zip(*columns, strict=True)
-    ]
+    keys = list(zip(*columns, strict=True))
+    return [None if gap else key for key, gap in zip(keys, missing, strict=True)]
 
 
 # --- a draft as the rows the definitions read -----------------------------------------------
 
 
 def draft_rows(order: DraftOrder, master: _Master) -> pd.DataFrame:
-    """The order's lines shaped like :func:`features.late_shipment.entry_rows`' rows."""
+    """The order's lines shaped like :func:`features.late_shipment.entry_rows`' rows: what
+    capture decided, and master data read as it is now."""
     entered = order.entered_at if isinstance(order.entered_at, int) else to_micros(order.entered_at)
     customer = master.customers[order.customer_id]
-    records = [_line_record(order, line, entered, customer, master) for line in order.lines]
-    rows = pd.DataFrame.from_records(records)
-    rows["parent_line_id"] = rows["parent_line_id"].astype("Int64")
-    rows["lane_at_entry"] = rows["lane_at_entry"].astype("Int64")
-    zones = rows["zone"].fillna(customer_zone(customer, master))
-    rows["entry_day"] = cal.local_days(rows["entered_at"].to_numpy(), zones)
-    return rows
+    lines = order.lines
+    located = [line.location_id if line.state in AT_LOCATION_STATES else None for line in lines]
+    places = [master.locations[where] if where is not None else None for where in located]
+    products = [master.products[line.sku] for line in lines]
+    promised = np.array([line.promised_ship_date is not None for line in lines])
+    n = len(lines)
+    zones = [place["timezone"] if place else customer_zone(customer, master) for place in places]
+    entered_at = np.full(n, entered, dtype=np.int64)
+    return pd.DataFrame(
+        {
+            "line_id": np.array([line.line_no for line in lines], dtype=np.int64),
+            "order_id": np.full(n, order.order_id, dtype=np.int64),
+            "parent_line_id": pd.array([line.parent_line_no for line in lines], dtype="Int64"),
+            "sku": [line.sku for line in lines],
+            "entered_at": entered_at,
+            "state_at_entry": [str(line.state) for line in lines],
+            "location_at_entry": located,
+            "lane_at_entry": pd.array(
+                [
+                    line.lane_id if where else None
+                    for line, where in zip(lines, located, strict=True)
+                ],
+                dtype="Int64",
+            ),
+            "line_units": np.array([line.quantity for line in lines], dtype=np.int64),
+            "channel": [order.channel] * n,
+            "ship_region": [order.ship_region] * n,
+            "unit_price": np.array([line.unit_price for line in lines], dtype=np.float64),
+            "promised_ship_date": _epoch_days([line.promised_ship_date for line in lines]),
+            "promised_delivery_date": _epoch_days([line.promised_delivery_date for line in lines]),
+            "decided_at": np.where(promised, entered_at.astype(np.float64), np.nan),
+            "category": [product["category"] for product in products],
+            "abc_class": [product["abc_class"] for product in products],
+            "weight_kg": np.array([product["weight_kg"] for product in products], dtype=float),
+            "supplier_id": [product["supplier_id"] for product in products],
+            "tier": [customer["tier"]] * n,
+            "home_location_id": [customer["home_location_id"]] * n,
+            "pick_capacity": np.array(
+                [place["pick_capacity_per_day"] if place else np.nan for place in places],
+                dtype=np.float64,
+            ),
+            "expedite_asked": np.array([line.expedite_asked for line in lines], dtype=bool),
+            "entry_day": cal.local_days(entered_at, pd.Series(zones)),
+        }
+    )
 
 
 def customer_zone(customer: dict[str, Any], master: _Master) -> str:
+    """Where a line without a location is dated: the customer's home location's zone."""
     home = master.locations.get(customer["home_location_id"])
     return str(home["timezone"]) if home else "UTC"
 
 
-def _line_record(
-    order: DraftOrder,
-    line: DraftLine,
-    entered: int,
-    customer: dict[str, Any],
-    master: _Master,
-) -> dict[str, Any]:
-    located = line.state in AT_LOCATION_STATES and line.location_id is not None
-    location = master.locations[line.location_id] if located else None
-    product = master.products[line.sku]
-    promised = line.promised_ship_date is not None
-    return {
-        "line_id": line.line_no,
-        "order_id": order.order_id,
-        "parent_line_id": line.parent_line_no,
-        "sku": line.sku,
-        "entered_at": entered,
-        "state_at_entry": str(line.state),
-        "location_at_entry": line.location_id if located else None,
-        "lane_at_entry": line.lane_id if located else None,
-        "line_units": line.quantity,
-        "customer_id": order.customer_id,
-        "channel": order.channel,
-        "ship_region": order.ship_region,
-        "unit_price": float(line.unit_price),
-        "promised_ship_date": _epoch_day(line.promised_ship_date),
-        "promised_delivery_date": _epoch_day(line.promised_delivery_date),
-        "decided_at": float(entered) if promised else np.nan,
-        "category": product["category"],
-        "abc_class": product["abc_class"],
-        "weight_kg": product["weight_kg"],
-        "supplier_id": product["supplier_id"],
-        "tier": customer["tier"],
-        "home_location_id": customer["home_location_id"],
-        "pick_capacity": location["pick_capacity_per_day"] if location else np.nan,
-        "zone": location["timezone"] if location else None,
-        "expedite_asked": line.expedite_asked,
-    }
+def _epoch_days(days: Sequence[date | None]) -> np.ndarray:
+    return np.array([_epoch_day(day) for day in days], dtype=np.float64)
 
 
 def _epoch_day(day: date | None) -> float:

@@ -64,9 +64,10 @@ class StreamIndex:
             found = self.by_key.get(key) if key is not None else None
             if found is None:
                 continue
-            upper = int(np.searchsorted(found.times, t[row], side="left"))
+            moment = int(t[row])
+            upper = int(found.times.searchsorted(moment, side="left"))
             for window in windows:
-                lower = _lower(found.times, t[row], window)
+                lower = 0 if window is None else int(found.times.searchsorted(moment - window))
                 counts[window][row] = upper - lower
                 for name, running in found.running.items():
                     sums[window][name][row] = running[upper] - running[lower]
@@ -77,12 +78,6 @@ class StreamIndex:
         upper = np.searchsorted(self.everywhere.times, t, side="left")
         sums = {name: running[upper] for name, running in self.everywhere.running.items()}
         return WindowTotals(upper.astype(np.int64), sums, np.ones(len(t), dtype=bool))
-
-
-def _lower(times: np.ndarray, t: int, window: int | None) -> int:
-    if window is None:
-        return 0
-    return int(np.searchsorted(times, t - window, side="left"))
 
 
 def _split_by_key(stream: EventStream) -> dict[Key, _Sorted]:
