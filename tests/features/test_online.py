@@ -1,0 +1,207 @@
+"""The online path: a draft order's features equal the offline frame's for the same moment.
+
+Parity is checked on the simulated world for every line created by capture (a thousand or so):
+the online path, asked "as of" each order's entry from the database as it is now, returns the
+offline frame's values (counts and flags exactly, floats to 1e-9, nulls where offline has nulls).
+Then by hand, on the service-built world of test_late_shipment, for drafts that were never
+captured.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import Engine, select
+
+from erp_core.db.models import Lane
+from erp_core.policy import load_policy
+from erp_core.services.orders import LineRequest, capture_order
+from features.history import load_history
+from features.late_shipment import build_late_shipment_frame, entry_rows, to_micros
+from features.online import DraftLine, DraftOrder, OnlineFeatures, drafts_from_entry_rows
+from features.registry import LATE_SHIPMENT
+from tests.conftest import SALES
+from tests.features import test_late_shipment as hand
+from tests.features.conftest import SimulatedHistory
+from tests.features.test_late_shipment import THURSDAY, TUESDAY, HandWorld, at
+
+hand_world = hand.hand_world
+"""The service-built world whose offline values test_late_shipment checks by hand."""
+CALENDAR = load_policy().calendar
+FLOAT_TOLERANCE = 1e-9
+
+
+def online_as_of_entry(
+    online: OnlineFeatures, source: Engine | str, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """Every order captured in ``[start, end)`` as the draft serving would have scored, run
+    through the online path one order at a time."""
+    rows = entry_rows(load_history(source), to_micros(start), to_micros(end))
+    return pd.concat([online.features(draft) for draft in drafts_from_entry_rows(rows)])
+
+
+def assert_same_values(offline: pd.DataFrame, online: pd.DataFrame) -> None:
+    """Offline (indexed by line_id) against online, column by column, by the declared dtype."""
+    assert sorted(online.index) == sorted(offline.index)
+    offline = offline.loc[online.index]
+    for spec in LATE_SHIPMENT.features:
+        expected, found = offline[spec.name], online[spec.name]
+        if spec.dtype == "float64":
+            a = expected.to_numpy(dtype=np.float64)
+            b = found.to_numpy(dtype=np.float64)
+            assert (np.isnan(a) == np.isnan(b)).all(), spec.name
+            both = ~np.isnan(a)
+            np.testing.assert_allclose(
+                b[both], a[both], rtol=0, atol=FLOAT_TOLERANCE, err_msg=spec.name
+            )
+        else:
+            a, b = expected.astype(object).to_numpy(), found.astype(object).to_numpy()
+            mismatched = a != b
+            assert not mismatched.any(), (spec.name, online.index[mismatched][:5].tolist())
+
+
+def test_online_as_of_entry_equals_the_offline_frame_on_a_simulated_world(
+    simulated_history: SimulatedHistory,
+):
+    world = simulated_history
+    offline = build_late_shipment_frame(world.url, world.start, world.end, CALENDAR)
+    online = OnlineFeatures.from_database(world.url, CALENDAR)
+    found = online_as_of_entry(online, world.url, world.start, world.end)
+    assert len(found) > 500
+    assert_same_values(offline.set_index("line_id"), found)
+    # The comparison covered every kind of value, not only nulls and defaults.
+    assert found["needs_backorder"].any() and found["split"].any()
+    assert found["lane_ontime_delivery_rate_28d"].notna().mean() > 0.9
+    assert found["supplier_days_late_56d"].notna().any()
+
+
+def test_an_index_of_the_database_as_it_stood_gives_the_rows_entered_before(
+    simulated_history: SimulatedHistory,
+):
+    """Online from the snapshot (30 days less history) and offline from the whole world agree
+    on the lines entered before the cut: neither looks past ``t``."""
+    world = simulated_history
+    offline = build_late_shipment_frame(world.url, world.start, world.cut, CALENDAR)
+    online = OnlineFeatures.from_database(world.snapshot_url, CALENDAR)
+    found = online_as_of_entry(online, world.snapshot_url, world.start, world.cut)
+    assert len(found) > 200
+    assert_same_values(offline.set_index("line_id"), found)
+
+
+# --- hand-checked drafts on the service-built world ----------------------------------------------
+
+
+def standard_lane(world: HandWorld, origin: str, region: str) -> int:
+    with world.uow:
+        return world.uow.session.scalars(
+            select(Lane.id).where(
+                Lane.origin_location_id == origin,
+                Lane.dest_region == region,
+                Lane.service_level == "standard",
+            )
+        ).one()
+
+
+def draft(when: datetime, *lines: DraftLine, customer: str = "C-GOLD") -> DraftOrder:
+    return DraftOrder(customer, "key_account", "west", when, tuple(lines))
+
+
+def test_a_draft_gets_the_values_checked_by_hand_offline(hand_world: HandWorld):
+    """A WIDGET x1 draft at Thursday 11:00 from WEST is line D of the offline hand checks."""
+    online = OnlineFeatures.from_database(hand_world.uow.engine, CALENDAR)
+    lane = standard_lane(hand_world, "WEST", "west")
+    line = DraftLine(
+        1,
+        "WIDGET",
+        1,
+        9.0,
+        "allocated",
+        "WEST",
+        lane,
+        date(2026, 3, 5),
+        date(2026, 3, 6),
+    )
+    row = online.features(draft(at(THURSDAY, 11), line)).iloc[0]
+    assert row["stock_cover"] == pytest.approx(65 / 1)
+    assert row["pick_backlog_lines"] == 1  # C, never picked
+    assert row["pick_backlog_ratio"] == pytest.approx(1 / 2)
+    assert (row["promised_ship_lead_bdays"], row["promised_delivery_lead_bdays"]) == (0, 1)
+    assert row["location_ontime_ship_rate_14d"] == pytest.approx((2 + 20 * 0.75) / 23)
+    assert row["location_shipped_lines_56d"] == 3
+    assert row["lane_ontime_delivery_rate_28d"] == pytest.approx((2 + 20 * 0.5) / 23)
+    spread = math.sqrt(10 * np.var([1, 1, 1, 2]) / 13)
+    assert row["lane_transit_spread_90d"] == pytest.approx(spread)
+    assert row["lane_transit_days"] == 1
+    assert not row["expedite"] and not row["transfer"] and not row["needs_backorder"]
+    assert math.isnan(row["supplier_days_late_56d"])
+    assert (row["order_lines"], row["order_units"], row["order_value"]) == (1, 1, 9.0)
+    assert (row["customer_tier"], row["product_category"], row["abc_class"]) == (
+        "gold",
+        "hardware",
+        "A",
+    )
+    assert (row["entry_weekday"], row["days_to_month_end"]) == (3, 26)
+
+
+def test_the_same_draft_line_as_captured_matches_the_offline_row(hand_world: HandWorld):
+    offline = hand_world.frame()
+    online = OnlineFeatures.from_database(hand_world.uow.engine, CALENDAR)
+    found = online_as_of_entry(
+        online, hand_world.uow.engine, TUESDAY, TUESDAY + pd.Timedelta(days=7)
+    )
+    assert_same_values(offline, found)
+
+
+def test_a_backordered_draft_sees_its_suppliers_lateness_and_a_two_line_order_its_totals(
+    hand_world: HandWorld,
+):
+    online = OnlineFeatures.from_database(hand_world.uow.engine, CALENDAR)
+    lane = standard_lane(hand_world, "WEST", "west")
+    gadgets = DraftLine(1, "GADGET", 50, 40.0, "backordered", "WEST", lane)
+    widgets = DraftLine(2, "WIDGET", 4, 9.0, "allocated", "WEST", lane, date(2026, 3, 5))
+    frame = online.features(draft(at(THURSDAY, 11, 30), gadgets, widgets))
+    gadget, widget = frame.iloc[0], frame.iloc[1]
+    assert gadget["needs_backorder"]
+    assert gadget["supplier_days_late_56d"] == pytest.approx(1.0)  # one receipt, a day late
+    assert gadget["stock_cover"] == pytest.approx(13 / 50)
+    assert math.isnan(gadget["promised_ship_lead_bdays"])  # no promise given with it
+    assert math.isnan(widget["supplier_days_late_56d"])
+    for row in (gadget, widget):
+        assert (row["order_lines"], row["order_units"]) == (2, 54)
+        assert row["order_weight_kg"] == pytest.approx(50 * 1.5 + 4 * 2.0)
+        assert row["order_value"] == pytest.approx(50 * 40.0 + 4 * 9.0)
+
+
+def test_a_draft_held_for_credit_has_nulls_where_a_location_is_needed(hand_world: HandWorld):
+    online = OnlineFeatures.from_database(hand_world.uow.engine, CALENDAR)
+    held = DraftLine(1, "WIDGET", 3, 10.0, "credit_hold")
+    row = online.features(draft(at(THURSDAY, 11), held, customer="C-SMALL")).iloc[0]
+    assert row["credit_hold"] and not row["transfer"]
+    for name in ("stock_cover", "pick_backlog_ratio", "location_ontime_ship_rate_56d"):
+        assert math.isnan(row[name]), name
+    assert math.isnan(row["lane_ontime_delivery_rate_28d"])
+    assert row["customer_tier"] == "bronze"
+
+
+def test_a_refresh_takes_in_what_was_written_since_the_index_was_built(hand_world: HandWorld):
+    """Built, then a later order is captured: only after ``refresh`` does its reservation
+    count."""
+    online = OnlineFeatures.from_database(hand_world.uow.engine, CALENDAR)
+    lane = standard_lane(hand_world, "WEST", "west")
+    friday = at(THURSDAY, 15) + pd.Timedelta(days=1)
+    probe = draft(friday, DraftLine(1, "WIDGET", 1, 9.0, "allocated", "WEST", lane))
+    before = online.features(probe).iloc[0]["stock_cover"]
+    capture_order(
+        hand_world.uow,
+        SALES,
+        customer_id="C-GOLD",
+        lines=[LineRequest("WIDGET", 5)],
+        now=at(THURSDAY, 14),
+    )
+    assert online.features(probe).iloc[0]["stock_cover"] == before
+    online.refresh()
+    assert online.features(probe).iloc[0]["stock_cover"] == before - 5
