@@ -31,6 +31,7 @@ before it. Transactions are point in time; master data is as good as the schema 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -316,16 +317,16 @@ def event_streams(history: History, holidays: np.ndarray) -> dict[str, EventStre
     }
 
 
-def row_keys(rows: pd.DataFrame) -> dict[str, tuple[pd.Series, ...]]:
+def row_keys(rows: Rows) -> dict[str, tuple[Any, ...]]:
     """Which key of each stream a row asks about (null: the row has none)."""
     location = rows["location_at_entry"]
-    backordered = rows["state_at_entry"] == LineState.BACKORDERED
+    backordered = _text(rows["state_at_entry"]) == LineState.BACKORDERED.value
     return {
         "stock": (rows["sku"], location),
         "backlog": (location,),
         "shipped": (location,),
         "delivered": (rows["lane_at_entry"],),
-        "receipts": (rows["supplier_id"].where(backordered),),
+        "receipts": (np.where(backordered, _text(rows["supplier_id"]), None),),
     }
 
 
@@ -444,8 +445,14 @@ def delivered_lines(history: History, holidays: np.ndarray) -> pd.DataFrame:
 # --- feature groups: the definitions both paths share ------------------------------------------
 
 
+Rows = pd.DataFrame | Mapping[str, Any]
+"""Lines as captured, one column per name: :func:`entry_rows`' frame offline, plain arrays for one
+order online. The feature groups read columns only through ``np.asarray``-like helpers, so both
+give the same values and one order pays no DataFrame overhead."""
+
+
 def feature_columns(
-    rows: pd.DataFrame, found: Aggregates, lanes: pd.DataFrame, holidays: np.ndarray
+    rows: Rows, found: Aggregates, lanes: pd.DataFrame, holidays: np.ndarray
 ) -> Columns:
     """Every feature of the rows from the lines as captured and what happened before ``t``:
     the one definition of the late-shipment features, offline and online (``lanes``: the lane
@@ -464,15 +471,24 @@ def feature_columns(
     return columns
 
 
-def promise_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:
+def _floats(values: Any) -> np.ndarray:
+    """A column as float64, NaN where null (nullable integers included)."""
+    if isinstance(values, pd.Series):
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(values, dtype=np.float64)
+
+
+def _missing(values: Any) -> np.ndarray:
+    return np.asarray(pd.isna(values), dtype=bool)
+
+
+def promise_features(rows: Rows, holidays: np.ndarray) -> Columns:
     """Business days to the first promise, when that promise was made at entry."""
-    decided = rows["decided_at"].to_numpy(dtype=np.float64, na_value=np.nan)
-    at_entry = decided <= rows["entered_at"].to_numpy()
-    day = rows["entry_day"].to_numpy()
+    at_entry = _floats(rows["decided_at"]) <= np.asarray(rows["entered_at"])
+    day = np.asarray(rows["entry_day"])
 
     def lead(promised: str) -> np.ndarray:
-        target = rows[promised].to_numpy(dtype=np.float64, na_value=np.nan)
-        target = np.nan_to_num(target, nan=0.0).astype(np.int64)
+        target = np.nan_to_num(_floats(rows[promised]), nan=0.0).astype(np.int64)
         days = cal.business_days_between(day, target, holidays).astype(np.float64)
         return np.where(at_entry, days, np.nan)
 
@@ -482,29 +498,29 @@ def promise_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:
     }
 
 
-def fulfilment_features(rows: pd.DataFrame, found: Aggregates) -> Columns:
+def fulfilment_features(rows: Rows, found: Aggregates) -> Columns:
     """What capture decided (backorder, credit hold, transfer, split) and the stock cover."""
     state = _text(rows["state_at_entry"])
     location = rows["location_at_entry"]
-    parents = rows["parent_line_id"]
+    parents = _floats(rows["parent_line_id"])
+    has_parent = ~np.isnan(parents)
     return {
         "needs_backorder": state == LineState.BACKORDERED.value,
         "credit_hold": state == LineState.CREDIT_HOLD.value,
-        "transfer": location.notna().to_numpy()
-        & (_text(location) != _text(rows["home_location_id"])),
-        "split": parents.notna().to_numpy()
-        | np.isin(rows["line_id"].to_numpy(), parents.dropna().to_numpy(dtype=np.int64)),
-        "stock_cover": found.available / rows["line_units"].to_numpy(),
+        "transfer": ~_missing(location) & (_text(location) != _text(rows["home_location_id"])),
+        "split": has_parent
+        | np.isin(np.asarray(rows["line_id"]), parents[has_parent].astype(np.int64)),
+        "stock_cover": found.available / np.asarray(rows["line_units"]),
     }
 
 
-def location_features(rows: pd.DataFrame, found: Aggregates) -> Columns:
+def location_features(rows: Rows, found: Aggregates) -> Columns:
     """The pick queue at the location just before ``t`` and its recent on-time shipping."""
     everywhere = found.location_everywhere
     prior = rate_before(everywhere.sums["on_time"], everywhere.count)
     columns: Columns = {
         "pick_backlog_lines": found.backlog,
-        "pick_backlog_ratio": found.backlog / rows["pick_capacity"].to_numpy(dtype=np.float64),
+        "pick_backlog_ratio": found.backlog / _floats(rows["pick_capacity"]),
     }
     for days in LOCATION_WINDOWS_DAYS:
         window = found.location[days]
@@ -517,7 +533,7 @@ def location_features(rows: pd.DataFrame, found: Aggregates) -> Columns:
     return columns
 
 
-def lane_features(rows: pd.DataFrame, found: Aggregates, lanes: pd.DataFrame) -> Columns:
+def lane_features(rows: Rows, found: Aggregates, lanes: pd.DataFrame) -> Columns:
     """The lane's nominal transit, its recent on-time delivery and transit-time spread
     (``lanes``: the lane master indexed by lane_id)."""
     everywhere = found.lane_everywhere
@@ -540,7 +556,7 @@ def lane_features(rows: pd.DataFrame, found: Aggregates, lanes: pd.DataFrame) ->
             window.has_key, np.sqrt(variance), np.nan
         )
     express = _text(lanes["service_level"])[position] != "standard"
-    columns["expedite"] = (known & express) | rows["expedite_asked"].to_numpy(dtype=bool)
+    columns["expedite"] = (known & express) | np.asarray(rows["expedite_asked"], dtype=bool)
     return columns
 
 
@@ -560,24 +576,24 @@ def supplier_features(found: Aggregates) -> Columns:
     return {"supplier_days_late_56d": np.where(window.has_key, mean, np.nan)}
 
 
-def _text(values: pd.Series) -> np.ndarray:
+def _text(values: Any) -> np.ndarray:
     """Values as plain objects, comparable across categoricals with different categories."""
-    return np.asarray(values.astype(object))
+    return np.asarray(values, dtype=object)
 
 
-def customer_and_order_features(rows: pd.DataFrame) -> Columns:
+def customer_and_order_features(rows: Rows) -> Columns:
     """Who ordered, and how big the whole order was at entry."""
-    codes, _ = pd.factorize(rows["order_id"])
-    units = rows["line_units"].to_numpy()
-    requested = rows["parent_line_id"].isna().to_numpy(dtype=np.int64)
+    codes, _ = pd.factorize(np.asarray(rows["order_id"]))
+    units = np.asarray(rows["line_units"])
+    requested = np.isnan(_floats(rows["parent_line_id"])).astype(np.int64)
     return {
         "customer_tier": rows["tier"],
         "channel": rows["channel"],
         "ship_region": rows["ship_region"],
         "order_lines": _count_per_order(requested, codes),
         "order_units": _count_per_order(units, codes),
-        "order_weight_kg": _total_per_order(units * rows["weight_kg"].to_numpy(), codes),
-        "order_value": _total_per_order(units * rows["unit_price"].to_numpy(), codes),
+        "order_weight_kg": _total_per_order(units * _floats(rows["weight_kg"]), codes),
+        "order_value": _total_per_order(units * _floats(rows["unit_price"]), codes),
         "line_units": units,
         "product_category": rows["category"],
         "abc_class": rows["abc_class"],
@@ -597,8 +613,8 @@ def _total_per_order(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return pd.Series(values).groupby(codes).sum().to_numpy()[codes]
 
 
-def calendar_features(rows: pd.DataFrame, holidays: np.ndarray) -> Columns:
-    day = rows["entry_day"].to_numpy()
+def calendar_features(rows: Rows, holidays: np.ndarray) -> Columns:
+    day = np.asarray(rows["entry_day"])
     return {
         "entry_weekday": cal.weekday(day),
         "days_to_month_end": cal.days_to_month_end(day),

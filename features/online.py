@@ -48,6 +48,7 @@ from features.late_shipment import (
     SUPPLIER_WINDOW_DAYS,
     WINDOWS_DAYS,
     Aggregates,
+    Rows,
     event_streams,
     feature_columns,
     row_keys,
@@ -155,22 +156,28 @@ class OnlineFeatures:
     # -- one order ---------------------------------------------------------------------------
 
     def features(self, order: DraftOrder) -> pd.DataFrame:
-        """One row per line of the order, the registry's feature columns in declared order."""
+        """One row per line of the order (indexed by line number), the registry's feature
+        columns in declared order."""
+        values = self.feature_values(order)
+        index = pd.Index([line.line_no for line in order.lines], name="line_id")
+        return pd.DataFrame(values, index=index)
+
+    def feature_values(self, order: DraftOrder) -> dict[str, np.ndarray]:
+        """The order's features as one array per feature (what a model's preprocessing takes
+        without a DataFrame in between)."""
         return self.features_of_rows(draft_rows(order, self.master))
 
-    def features_of_rows(self, rows: pd.DataFrame) -> pd.DataFrame:
+    def features_of_rows(self, rows: Rows) -> dict[str, np.ndarray]:
         """Features of rows shaped like :func:`features.late_shipment.entry_rows` (several
-        orders may share the frame; order totals are per ``order_id``)."""
+        orders may share them; order totals are per ``order_id``)."""
         found = self.aggregates(rows)
         columns = feature_columns(rows, found, self.master.lanes, self.holidays)
-        frame = pd.DataFrame({name: columns[name] for name in LATE_SHIPMENT.feature_names})
-        frame.index = pd.Index(rows["line_id"].to_numpy(), name="line_id")
-        return frame
+        return {name: np.asarray(columns[name]) for name in LATE_SHIPMENT.feature_names}
 
-    def aggregates(self, rows: pd.DataFrame) -> Aggregates:
+    def aggregates(self, rows: Rows) -> Aggregates:
         """What happened before each row's ``t``, from the index: the offline aggregates'
         numbers, looked up per key."""
-        t = rows["entered_at"].to_numpy(dtype=np.int64)
+        t = np.asarray(rows["entered_at"], dtype=np.int64)
         keys = _row_keys(rows)
         totals = {
             name: index.totals(keys[name], t, _micros(WINDOWS_DAYS[name]))
@@ -215,17 +222,17 @@ def _level(totals: Any) -> np.ndarray:
     return np.where(totals.has_key, totals.sums["level"], np.nan).astype(np.float64)
 
 
-def _row_keys(rows: pd.DataFrame) -> dict[str, list[Key | None]]:
+def _row_keys(rows: Rows) -> dict[str, list[Key | None]]:
     """Each row's key in each stream, as in :func:`features.late_shipment.row_keys`."""
     return {name: _tuples(parts) for name, parts in row_keys(rows).items()}
 
 
-def _tuples(parts: tuple[pd.Series, ...]) -> list[Key | None]:
+def _tuples(parts: tuple[Any, ...]) -> list[Key | None]:
     """One key tuple per row, None where any part is null (NaN, None or pd.NA)."""
     missing = np.zeros(len(parts[0]), dtype=bool)
     for part in parts:
-        missing |= part.isna().to_numpy()
-    columns = [part.to_numpy(dtype=object) for part in parts]
+        missing |= np.asarray(pd.isna(part), dtype=bool)
+    columns = [np.asarray(part, dtype=object) for part in parts]
     keys = list(zip(*columns, strict=True))
     return [None if gap else key for key, gap in zip(keys, missing, strict=True)]
 
@@ -233,9 +240,10 @@ def _tuples(parts: tuple[pd.Series, ...]) -> list[Key | None]:
 # --- a draft as the rows the definitions read -----------------------------------------------
 
 
-def draft_rows(order: DraftOrder, master: _Master) -> pd.DataFrame:
-    """The order's lines shaped like :func:`features.late_shipment.entry_rows`' rows: what
-    capture decided, and master data read as it is now."""
+def draft_rows(order: DraftOrder, master: _Master) -> dict[str, np.ndarray]:
+    """The order's lines as the columns :func:`features.late_shipment.entry_rows` gives a
+    feature group (plain arrays: one order pays no DataFrame overhead): what capture decided,
+    and master data read as it is now."""
     entered = order.entered_at if isinstance(order.entered_at, int) else to_micros(order.entered_at)
     customer = master.customers[order.customer_id]
     lines = order.lines
@@ -246,43 +254,45 @@ def draft_rows(order: DraftOrder, master: _Master) -> pd.DataFrame:
     n = len(lines)
     zones = [place["timezone"] if place else customer_zone(customer, master) for place in places]
     entered_at = np.full(n, entered, dtype=np.int64)
-    return pd.DataFrame(
-        {
-            "line_id": np.array([line.line_no for line in lines], dtype=np.int64),
-            "order_id": np.full(n, order.order_id, dtype=np.int64),
-            "parent_line_id": pd.array([line.parent_line_no for line in lines], dtype="Int64"),
-            "sku": [line.sku for line in lines],
-            "entered_at": entered_at,
-            "state_at_entry": [str(line.state) for line in lines],
-            "location_at_entry": located,
-            "lane_at_entry": pd.array(
-                [
-                    line.lane_id if where else None
-                    for line, where in zip(lines, located, strict=True)
-                ],
-                dtype="Int64",
-            ),
-            "line_units": np.array([line.quantity for line in lines], dtype=np.int64),
-            "channel": [order.channel] * n,
-            "ship_region": [order.ship_region] * n,
-            "unit_price": np.array([line.unit_price for line in lines], dtype=np.float64),
-            "promised_ship_date": _epoch_days([line.promised_ship_date for line in lines]),
-            "promised_delivery_date": _epoch_days([line.promised_delivery_date for line in lines]),
-            "decided_at": np.where(promised, entered_at.astype(np.float64), np.nan),
-            "category": [product["category"] for product in products],
-            "abc_class": [product["abc_class"] for product in products],
-            "weight_kg": np.array([product["weight_kg"] for product in products], dtype=float),
-            "supplier_id": [product["supplier_id"] for product in products],
-            "tier": [customer["tier"]] * n,
-            "home_location_id": [customer["home_location_id"]] * n,
-            "pick_capacity": np.array(
-                [place["pick_capacity_per_day"] if place else np.nan for place in places],
-                dtype=np.float64,
-            ),
-            "expedite_asked": np.array([line.expedite_asked for line in lines], dtype=bool),
-            "entry_day": cal.local_days(entered_at, pd.Series(zones)),
-        }
-    )
+
+    def text(values: list[Any]) -> np.ndarray:
+        return np.array(values, dtype=object)
+
+    return {
+        "line_id": np.array([line.line_no for line in lines], dtype=np.int64),
+        "order_id": np.full(n, order.order_id, dtype=np.int64),
+        "parent_line_id": _optional([line.parent_line_no for line in lines]),
+        "sku": text([line.sku for line in lines]),
+        "entered_at": entered_at,
+        "state_at_entry": text([str(line.state) for line in lines]),
+        "location_at_entry": text(located),
+        "lane_at_entry": text(
+            [line.lane_id if where else None for line, where in zip(lines, located, strict=True)]
+        ),
+        "line_units": np.array([line.quantity for line in lines], dtype=np.int64),
+        "channel": text([order.channel] * n),
+        "ship_region": text([order.ship_region] * n),
+        "unit_price": np.array([line.unit_price for line in lines], dtype=np.float64),
+        "promised_ship_date": _epoch_days([line.promised_ship_date for line in lines]),
+        "promised_delivery_date": _epoch_days([line.promised_delivery_date for line in lines]),
+        "decided_at": np.where(promised, entered_at.astype(np.float64), np.nan),
+        "category": text([product["category"] for product in products]),
+        "abc_class": text([product["abc_class"] for product in products]),
+        "weight_kg": np.array([product["weight_kg"] for product in products], dtype=np.float64),
+        "supplier_id": text([product["supplier_id"] for product in products]),
+        "tier": text([customer["tier"]] * n),
+        "home_location_id": text([customer["home_location_id"]] * n),
+        "pick_capacity": _optional(
+            [place["pick_capacity_per_day"] if place else None for place in places]
+        ),
+        "expedite_asked": np.array([line.expedite_asked for line in lines], dtype=bool),
+        "entry_day": cal.local_days(entered_at, pd.Series(zones, dtype=object)),
+    }
+
+
+def _optional(values: list[Any]) -> np.ndarray:
+    """Numbers as float64, NaN for None (as a nullable column reads offline)."""
+    return np.array([np.nan if value is None else value for value in values], dtype=np.float64)
 
 
 def customer_zone(customer: dict[str, Any], master: _Master) -> str:
