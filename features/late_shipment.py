@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -326,7 +326,7 @@ def row_keys(rows: Rows) -> dict[str, tuple[Any, ...]]:
         "backlog": (location,),
         "shipped": (location,),
         "delivered": (rows["lane_at_entry"],),
-        "receipts": (np.where(backordered, _text(rows["supplier_id"]), None),),
+        "receipts": (np.where(backordered, _text(rows["supplier_id"]), _text([None])),),
     }
 
 
@@ -445,7 +445,7 @@ def delivered_lines(history: History, holidays: np.ndarray) -> pd.DataFrame:
 # --- feature groups: the definitions both paths share ------------------------------------------
 
 
-Rows = pd.DataFrame | Mapping[str, Any]
+Rows: TypeAlias = pd.DataFrame | Mapping[str, Any]
 """Lines as captured, one column per name: :func:`entry_rows`' frame offline, plain arrays for one
 order online. The feature groups read columns only through ``np.asarray``-like helpers, so both
 give the same values and one order pays no DataFrame overhead."""

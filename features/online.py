@@ -125,9 +125,17 @@ class OnlineFeatures:
     :meth:`refresh` to take in what was written since, and :meth:`features` per order.
     """
 
-    def __init__(self, history: History, calendar: BusinessCalendar) -> None:
+    def __init__(
+        self,
+        history: History,
+        calendar: BusinessCalendar,
+        source: Engine | Session | str | None = None,
+    ) -> None:
+        """Index ``history`` (already loaded); ``source`` is the database :meth:`refresh`
+        reads again, if any."""
         self.calendar = calendar
         self.holidays = cal.holiday_array(calendar)
+        self.source = source
         self._load(history)
 
     @classmethod
@@ -136,16 +144,15 @@ class OnlineFeatures:
     ) -> OnlineFeatures:
         """Index the history of the ERP database behind ``source`` (an engine, a session or a
         URL)."""
-        online = cls.__new__(cls)
-        online.calendar = calendar
-        online.holidays = cal.holiday_array(calendar)
-        online.source = source
-        online.refresh()
-        return online
+        return cls(load_history(_bind(source)), calendar, source)
 
     def refresh(self) -> None:
-        """Rebuild the index from the database it was built from (every event written since
-        counts from now on)."""
+        """Rebuild the index from the database it was built from: every event written since
+        counts from now on. A full reload (seconds for a medium world); nothing is tailed."""
+        if self.source is None:
+            raise ValueError(
+                "this index was built from loaded history: no database to refresh from"
+            )
         self._load(load_history(_bind(self.source)))
 
     def _load(self, history: History) -> None:
@@ -323,7 +330,7 @@ def drafts_from_entry_rows(rows: pd.DataFrame) -> Iterable[DraftOrder]:
             ship_region=str(first["ship_region"]),
             entered_at=int(first["entered_at"]),
             lines=tuple(_draft_line(line) for line in lines.itertuples(index=False)),
-            order_id=int(order_id),  # type: ignore[call-overload]
+            order_id=int(order_id),
         )
 
 
