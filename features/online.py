@@ -39,6 +39,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from erp_core.domain.calendar import BusinessCalendar
+from erp_core.domain.errors import InvalidValue, NotFound
 from erp_core.domain.states import LineState
 from features import calendar as cal
 from features.asof import MICROS_PER_DAY
@@ -252,6 +253,7 @@ def draft_rows(order: DraftOrder, master: _Master) -> dict[str, np.ndarray]:
     feature group (plain arrays: one order pays no DataFrame overhead): what capture decided,
     and master data read as it is now."""
     entered = order.entered_at if isinstance(order.entered_at, int) else to_micros(order.entered_at)
+    _check(order, master)
     customer = master.customers[order.customer_id]
     lines = order.lines
     located = [line.location_id if line.state in AT_LOCATION_STATES else None for line in lines]
@@ -295,6 +297,22 @@ def draft_rows(order: DraftOrder, master: _Master) -> dict[str, np.ndarray]:
         "expedite_asked": np.array([line.expedite_asked for line in lines], dtype=bool),
         "entry_day": cal.local_days(entered_at, pd.Series(zones, dtype=object)),
     }
+
+
+def _check(order: DraftOrder, master: _Master) -> None:
+    """A draft serving was handed wrongly fails here with the field and the value, before any
+    number is computed from it."""
+    if not order.lines:
+        raise InvalidValue("lines", [], "a draft order needs at least one line")
+    if order.customer_id not in master.customers:
+        raise NotFound("customer", "customer_id", order.customer_id)
+    for line in order.lines:
+        if line.sku not in master.products:
+            raise NotFound("product", "sku", line.sku)
+        if line.quantity <= 0:
+            raise InvalidValue("quantity", line.quantity, f"line {line.line_no}: must be positive")
+        if line.state in AT_LOCATION_STATES and line.location_id not in master.locations:
+            raise NotFound("location", "location_id", line.location_id)
 
 
 def _optional(values: list[Any]) -> np.ndarray:

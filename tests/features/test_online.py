@@ -10,6 +10,8 @@ captured.
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import replace
 from datetime import date, datetime
 
 import numpy as np
@@ -18,6 +20,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from erp_core.db.models import Lane
+from erp_core.domain.errors import DomainError
 from erp_core.policy import load_policy
 from erp_core.services.orders import LineRequest, capture_order
 from features.history import load_history
@@ -205,3 +208,22 @@ def test_a_refresh_takes_in_what_was_written_since_the_index_was_built(hand_worl
     assert online.features(probe).iloc[0]["stock_cover"] == before
     online.refresh()
     assert online.features(probe).iloc[0]["stock_cover"] == before - 5
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"customer_id": "C-NOBODY"}, "unknown customer: customer_id='C-NOBODY'"),
+        ({"sku": "SPROCKET"}, "unknown product: sku='SPROCKET'"),
+        ({"quantity": 0}, "invalid quantity=0"),
+        ({"location_id": "NORTH"}, "unknown location: location_id='NORTH'"),
+    ],
+)
+def test_a_draft_with_an_unknown_or_bad_value_is_refused_naming_it(
+    hand_world: HandWorld, change: dict, message: str
+):
+    online = OnlineFeatures.from_database(hand_world.uow.session, CALENDAR)
+    line = DraftLine(1, "WIDGET", 1, 9.0, "allocated", "WEST", None)
+    customer = change.pop("customer_id", "C-GOLD")
+    with pytest.raises(DomainError, match=re.escape(message)):
+        online.features(draft(at(THURSDAY, 11), replace(line, **change), customer=customer))
