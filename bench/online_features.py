@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ def main() -> None:
     started = time.perf_counter()
     online = OnlineFeatures(history, calendar)
     index_seconds = time.perf_counter() - started
+    orders = ten_line_orders(history, args.orders)
     figures = {
         "benchmark": "online_features",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -90,7 +92,8 @@ def main() -> None:
             "refresh_seconds_from_the_database_untiled": round(from_database_seconds, 3),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         },
-        "one_order": measure(online, ten_line_orders(history, args.orders)),
+        "one_order": measure(online.features, orders),
+        "one_order_as_arrays": measure(online.feature_values, orders),
         "target": TARGET,
         "notes": NOTES,
     }
@@ -102,14 +105,19 @@ def main() -> None:
 
 
 NOTES = [
-    "Per order: OnlineFeatures.features(draft) -> a DataFrame of the 33 registry features, one "
-    "row per line; timed one order at a time, after 20 warm-up orders.",
+    "one_order: OnlineFeatures.features(draft) -> a DataFrame of the 33 registry features, one "
+    "row per line; one_order_as_arrays: feature_values(draft) -> one array per feature (the "
+    "same numbers without building a DataFrame). Timed one order at a time after 20 warm-ups.",
     "The order's totals come from the in-memory index (no SQL per order); the database is read "
     "when the index is built or refreshed (refresh_seconds_from_the_database_untiled).",
     "The index is tiled from the small world: a medium world's event count, the small world's "
     "keys (2 locations, 30 SKUs), so per-key slices are longer than a medium world's and the "
     "binary searches no faster.",
-    "The machine's 2 cores are shared with other work; medians vary by about 20% between runs.",
+    "refresh() reloads the whole history (nothing is tailed yet): at the offline benchmark's "
+    "measured load rate (about 250,000 history rows/s, bench/results/features.json) a medium "
+    "world's ~4M history rows take about 16 s to load, plus build_seconds_from_loaded_history.",
+    "The machine's 2 cores are shared with other work (load average 1.5-2 while measuring): "
+    "the DataFrame median was seen between 2.2 and 4.1 ms over runs.",
 ]
 
 
@@ -160,14 +168,15 @@ def _renumbered(lines: list[DraftLine], count: int, first: int) -> list[DraftLin
     ]
 
 
-def measure(online: OnlineFeatures, orders: list[DraftOrder]) -> dict[str, Any]:
+def measure(score: Callable[[DraftOrder], Any], orders: list[DraftOrder]) -> dict[str, Any]:
+    """Milliseconds per order, one order at a time, after a warm-up."""
     for order in orders[:20]:
-        online.features(order)
+        score(order)
     gc.collect()
     timings = []
     for order in orders:
         started = time.perf_counter_ns()
-        online.features(order)
+        score(order)
         timings.append((time.perf_counter_ns() - started) / 1e6)
     milliseconds = np.array(timings)
     return {
