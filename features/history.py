@@ -16,6 +16,7 @@ Two choices here decide what "known at t" means:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -108,29 +109,9 @@ def load_history(source: Engine | str) -> History:
                         SalesOrder.ship_to_region.label("ship_region"),
                     )
                 ),
-                customers=reader.frame(
-                    select(
-                        Customer.id.label("customer_id"),
-                        Customer.tier,
-                        Customer.home_location_id,
-                    )
-                ),
-                products=reader.frame(
-                    select(
-                        Product.sku,
-                        Product.category,
-                        Product.abc_class,
-                        cast(Product.weight_kg, Float).label("weight_kg"),
-                        Product.preferred_supplier_id.label("supplier_id"),
-                    )
-                ),
-                locations=reader.frame(
-                    select(
-                        Location.id.label("location_id"),
-                        Location.pick_capacity_per_day,
-                        Location.timezone,
-                    )
-                ),
+                customers=reader.customers(),
+                products=reader.products(),
+                locations=reader.locations(),
                 lanes=reader.lanes(),
                 state_changes=reader.state_changes(),
                 first_promises=reader.first_promises(),
@@ -146,12 +127,92 @@ def load_history(source: Engine | str) -> History:
             engine.dispose()
 
 
+TAILED = {
+    "stock_moves": InventoryMovement.id,
+    "state_changes": LineStateChange.id,
+    "milestones": ShipmentEvent.id,
+    "receipts": Receipt.id,
+}
+"""The append-only tables an index can tail: rows are only ever added, with growing ids."""
+
+
+def watermarks(source: Engine) -> dict[str, int]:
+    """The last id of each tailed table (0 when empty): where the next tail starts."""
+    with source.connect() as connection:
+        return {
+            name: int(connection.execute(select(func.coalesce(func.max(column), 0))).scalar_one())
+            for name, column in TAILED.items()
+        }
+
+
+IdRange = tuple[int, int]
+"""Ids ``(after, until]`` of a tailed table: what was written since one read, up to the next."""
+
+
+def _in_range(column: Any, ids: IdRange) -> ColumnElement[bool]:
+    after, until = ids
+    return (column > after) & (column <= until)
+
+
+def load_history_since(source: Engine, since: Mapping[str, IdRange]) -> History:
+    """What was written in ``since`` (an id range per :data:`TAILED` table), with the context the
+    event streams need: master data whole; the lines whose state changed (their location); every
+    milestone and the first promise of lines with a new milestone. Tables the streams do not
+    read (orders, prices, splits, expedites) come back empty.
+
+    Ids grow in commit order on SQLite (one writer at a time). On PostgreSQL a transaction may
+    commit a lower id after a higher one was read; a tail there would miss it.
+    """
+    with source.connect() as connection:
+        reader = _Reader(connection, source.dialect.name, since)
+        return History(
+            lines=reader.lines(),
+            orders=_empty(["order_id", "customer_id", "channel", "ship_region"]),
+            customers=reader.customers(),
+            products=reader.products(),
+            locations=reader.locations(),
+            lanes=reader.lanes(),
+            state_changes=reader.state_changes(),
+            first_promises=reader.first_promises(),
+            first_prices=_empty(["line_id", "unit_price"]),
+            stock_moves=reader.stock_moves(),
+            milestones=reader.milestones(),
+            receipts=reader.receipts(),
+            splits=_empty(
+                ["line_id", "parent_line_id", "occurred_at", "quantity", "kept_quantity"]
+            ),
+            expedites=_empty(["line_id", "requested_at", "approved_at"]),
+        )
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({name: np.zeros(0, dtype=np.int64) for name in columns})
+
+
 class _Reader:
     """One query per table; moments and dates converted in bulk."""
 
-    def __init__(self, connection: Any, dialect: str) -> None:
+    def __init__(
+        self, connection: Any, dialect: str, since: Mapping[str, IdRange] | None = None
+    ) -> None:
         self.connection = connection
         self.dialect = dialect
+        self.since = since
+        """When given, the append-only tables are read only in these id ranges (:data:`TAILED`)."""
+
+    def lines_with_new_milestones(self) -> Select:
+        """Lines with a milestone after the watermark: all their milestones are read again, so
+        a delivery finds its shipment and duplicates resolve as in a full read."""
+        assert self.since is not None
+        return (
+            select(ShipmentLine.line_id)
+            .join(ShipmentEvent, ShipmentEvent.shipment_id == ShipmentLine.shipment_id)
+            .where(_in_range(ShipmentEvent.id, self.since["milestones"]))
+        )
+
+    def after(self, query: Select, table: str, column: Any) -> Select:
+        """The query limited to rows written after the watermark of ``table``, if any."""
+        return query if self.since is None else query.where(_in_range(column, self.since[table]))
 
     # -- conversions --------------------------------------------------------------------------
 
@@ -205,10 +266,40 @@ class _Reader:
             OrderLine.lane_id,
             self.raw(OrderLine.entered_at).label("entered_at"),
         ).order_by(OrderLine.id)
+        if self.since is not None:
+            changed = select(LineStateChange.line_id).where(
+                _in_range(LineStateChange.id, self.since["state_changes"])
+            )
+            query = query.where(OrderLine.id.in_(changed))
         frame = self.frame(query, micros=("entered_at",))
         frame["parent_line_id"] = frame["parent_line_id"].astype("Int64")
         frame["lane_id"] = frame["lane_id"].astype("Int64")
         return frame
+
+    def customers(self) -> pd.DataFrame:
+        return self.frame(
+            select(Customer.id.label("customer_id"), Customer.tier, Customer.home_location_id)
+        )
+
+    def products(self) -> pd.DataFrame:
+        return self.frame(
+            select(
+                Product.sku,
+                Product.category,
+                Product.abc_class,
+                cast(Product.weight_kg, Float).label("weight_kg"),
+                Product.preferred_supplier_id.label("supplier_id"),
+            )
+        )
+
+    def locations(self) -> pd.DataFrame:
+        return self.frame(
+            select(
+                Location.id.label("location_id"),
+                Location.pick_capacity_per_day,
+                Location.timezone,
+            )
+        )
 
     def lanes(self) -> pd.DataFrame:
         return self.frame(
@@ -223,18 +314,20 @@ class _Reader:
         )
 
     def state_changes(self) -> pd.DataFrame:
+        query = select(
+            LineStateChange.line_id,
+            LineStateChange.from_state,
+            LineStateChange.to_state,
+            self.raw(LineStateChange.occurred_at).label("occurred_at"),
+        ).order_by(LineStateChange.id)
         return self.frame(
-            select(
-                LineStateChange.line_id,
-                LineStateChange.from_state,
-                LineStateChange.to_state,
-                self.raw(LineStateChange.occurred_at).label("occurred_at"),
-            ).order_by(LineStateChange.id),
-            micros=("occurred_at",),
+            self.after(query, "state_changes", LineStateChange.id), micros=("occurred_at",)
         )
 
     def first_promises(self) -> pd.DataFrame:
         first = select(func.min(LinePromise.id)).group_by(LinePromise.line_id)
+        if self.since is not None:
+            first = first.where(LinePromise.line_id.in_(self.lines_with_new_milestones()))
         return self.frame(
             select(
                 LinePromise.line_id,
@@ -259,18 +352,18 @@ class _Reader:
             (InventoryMovement.bucket == "on_hand", InventoryMovement.quantity),
             else_=-InventoryMovement.quantity,
         )
+        query = select(
+            InventoryMovement.sku,
+            InventoryMovement.location_id,
+            signed.label("available_delta"),
+            self.raw(InventoryMovement.occurred_at).label("occurred_at"),
+        ).where(InventoryMovement.bucket.in_(("on_hand", "reserved")))
         return self.frame(
-            select(
-                InventoryMovement.sku,
-                InventoryMovement.location_id,
-                signed.label("available_delta"),
-                self.raw(InventoryMovement.occurred_at).label("occurred_at"),
-            ).where(InventoryMovement.bucket.in_(("on_hand", "reserved"))),
-            micros=("occurred_at",),
+            self.after(query, "stock_moves", InventoryMovement.id), micros=("occurred_at",)
         )
 
     def milestones(self) -> pd.DataFrame:
-        frame = self.frame(
+        query = (
             select(
                 ShipmentLine.line_id,
                 ShipmentEvent.event_type,
@@ -278,29 +371,35 @@ class _Reader:
                 Shipment.lane_id,
                 self.raw(ShipmentEvent.occurred_at).label("occurred_at"),
                 self.raw(ShipmentEvent.recorded_at).label("recorded_at"),
+                ShipmentEvent.id.label("event_id"),
             )
             .join(Shipment, Shipment.id == ShipmentEvent.shipment_id)
             .join(ShipmentLine, ShipmentLine.shipment_id == Shipment.id)
             .where(ShipmentEvent.event_type.in_(MILESTONES))
-            .order_by(ShipmentEvent.id, ShipmentLine.line_id),
-            micros=("occurred_at", "recorded_at"),
+            .order_by(ShipmentEvent.id, ShipmentLine.line_id)
         )
+        if self.since is not None:
+            query = query.where(
+                _in_range(ShipmentEvent.id, self.since["milestones"])
+                | ShipmentLine.line_id.in_(self.lines_with_new_milestones())
+            )
+        frame = self.frame(query, micros=("occurred_at", "recorded_at"))
         frame["known_at"] = np.maximum(frame["occurred_at"], frame["recorded_at"])
         frame["lane_id"] = frame["lane_id"].astype("Int64")
         # A line leaves in one shipment; keep its first milestone of each kind all the same.
         return frame.drop(columns="recorded_at").drop_duplicates(["line_id", "event_type"])
 
     def receipts(self) -> pd.DataFrame:
-        return self.frame(
+        query = (
             select(
                 PurchaseOrder.supplier_id,
                 self.raw(Receipt.received_at).label("received_at"),
                 Receipt.days_late,
             )
             .join(PurchaseOrderLine, PurchaseOrderLine.id == Receipt.purchase_order_line_id)
-            .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id),
-            micros=("received_at",),
+            .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
         )
+        return self.frame(self.after(query, "receipts", Receipt.id), micros=("received_at",))
 
     def splits(self) -> pd.DataFrame:
         details = AuditEntry.details

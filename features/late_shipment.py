@@ -281,10 +281,14 @@ class Aggregates:
     supplier_everywhere: WindowTotals
 
 
-def event_streams(history: History, holidays: np.ndarray) -> dict[str, EventStream]:
-    """Every stream the late-shipment features total, by name."""
-    shipped = shipped_lines(history)
-    delivered = delivered_lines(history, holidays)
+def event_streams(
+    history: History, holidays: np.ndarray, milestones: tuple[int, int] | None = None
+) -> dict[str, EventStream]:
+    """Every stream the late-shipment features total, by name. ``milestones`` keeps only the
+    shipped and delivered lines whose milestone event id is in ``(after, until]`` (a tail of the
+    history, which reads older milestones of the same lines as context)."""
+    shipped = _milestones_in(shipped_lines(history), milestones)
+    delivered = _milestones_in(delivered_lines(history, holidays), milestones)
     receipts = history.receipts
     moves = history.stock_moves
     transit = delivered["transit"].to_numpy()
@@ -315,6 +319,13 @@ def event_streams(history: History, holidays: np.ndarray) -> dict[str, EventStre
             {"late": receipts["days_late"].to_numpy()},
         ),
     }
+
+
+def _milestones_in(frame: pd.DataFrame, ids: tuple[int, int] | None) -> pd.DataFrame:
+    if ids is None:
+        return frame
+    after, until = ids
+    return frame.loc[(frame["event_id"] > after) & (frame["event_id"] <= until)]
 
 
 def row_keys(rows: Rows) -> dict[str, tuple[Any, ...]]:

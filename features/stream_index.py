@@ -40,6 +40,23 @@ class _Sorted:
         }
         return cls(np.asarray(times, dtype=np.int64)[order], running)
 
+    def merged(self, more: _Sorted) -> _Sorted:
+        """These events and ``more`` together. Events arrive mostly in time order, so the usual
+        case appends; an event dated before the last one known re-sorts the key."""
+        if not len(more.times):
+            return self
+        if not len(self.times) or more.times[0] >= self.times[-1]:
+            running = {
+                name: np.concatenate((sums, sums[-1] + more.running[name][1:]))
+                for name, sums in self.running.items()
+            }
+            return _Sorted(np.concatenate((self.times, more.times)), running)
+        values = {
+            name: np.concatenate((np.diff(sums), np.diff(more.running[name])))
+            for name, sums in self.running.items()
+        }
+        return _Sorted.of(np.concatenate((self.times, more.times)), values)
+
 
 class StreamIndex:
     """One stream's events by key, plus every event together (the global prior's totals)."""
@@ -48,6 +65,16 @@ class StreamIndex:
         self.value_names = tuple(stream.values)
         self.everywhere = _Sorted.of(stream.times, stream.values)
         self.by_key = _split_by_key(stream)
+
+    def extend(self, stream: EventStream) -> None:
+        """Take in events written since the index was built: the totals then equal an index
+        built from all of them at once."""
+        if not len(stream.times):
+            return
+        self.everywhere = self.everywhere.merged(_Sorted.of(stream.times, stream.values))
+        for key, found in _split_by_key(stream).items():
+            known = self.by_key.get(key)
+            self.by_key[key] = found if known is None else known.merged(found)
 
     def totals(
         self, keys: Sequence[Key | None], t: np.ndarray, windows: Sequence[int | None]

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, select
 
+from erp_core.db.engine import make_engine
 from erp_core.db.models import Lane
 from erp_core.domain.errors import DomainError
 from erp_core.policy import load_policy
@@ -93,6 +94,27 @@ def test_an_index_of_the_database_as_it_stood_gives_the_rows_entered_before(
     found = online_as_of_entry(online, world.snapshot_url, world.start, world.cut)
     assert len(found) > 200
     assert_same_values(offline.set_index("line_id"), found)
+
+
+def test_refreshing_an_index_of_the_snapshot_with_the_next_30_days_equals_a_fresh_index(
+    simulated_history: SimulatedHistory,
+):
+    """The snapshot is the same world's database 30 days earlier, so its last ids are where
+    the whole world's tail starts: a refresh must leave every total as a full build has it."""
+    world = simulated_history
+    online = OnlineFeatures.from_database(world.snapshot_url, CALENDAR)
+    online.engine = make_engine(world.url)
+    online.refresh()
+    fresh = OnlineFeatures.from_database(world.url, CALENDAR)
+    assert online.marks == fresh.marks
+    offline = build_late_shipment_frame(world.url, world.start, world.end, CALENDAR)
+    assert_same_values(
+        offline.set_index("line_id"), online_as_of_entry(online, world.url, world.start, world.end)
+    )
+    for name, index in fresh.indexes.items():
+        refreshed = online.indexes[name]
+        assert refreshed.by_key.keys() == index.by_key.keys(), name
+        np.testing.assert_array_equal(refreshed.everywhere.times, index.everywhere.times)
 
 
 # --- hand-checked drafts on the service-built world ----------------------------------------------
