@@ -6,9 +6,9 @@ without a commit rolls everything back, so an error never leaves half an order b
 Three things make many small acts in one transaction (a simulated day, a batch import) cheap:
 
 - ``append`` queues rows of the append-only tables (audit trail, line state changes, the stock
-  ledger, price decisions, what a shipment holds) and ``commit`` writes them with one multi-row
-  INSERT per table, instead of one ORM object and flush each. Nothing in an act reads those
-  tables back before it commits; ``write_appended`` is there for one that would.
+  ledger, price decisions, promises, what a shipment holds) and ``commit`` writes them with one
+  multi-row INSERT per table, instead of one ORM object and flush each; ``write_appended``
+  writes them earlier for a reader that needs them within the act.
 - ``get`` (and ``preload``, for many keys at once) keeps the master data a transaction reads
   over and over (products, suppliers, lanes) in memory until the session closes.
 - ``held``/``hold`` remember which rows the transaction holds locks on, so a service that locks a
@@ -35,6 +35,7 @@ from erp_core.db.models import (
     AuditEntry,
     Base,
     InventoryMovement,
+    LinePromise,
     LineStateChange,
     PriceDecision,
     ShipmentLine,
@@ -49,9 +50,11 @@ APPEND_ONLY: tuple[type[Base], ...] = (
     InventoryMovement,
     PriceDecision,
     ShipmentLine,
+    LinePromise,
 )
-"""The tables ``append`` writes: rows that are inserted once, never updated, and not read back
-by the act that writes them."""
+"""The tables ``append`` writes: rows that are inserted once and never updated. A function that
+reads one of them while an act may still be running calls ``write_appended`` first (the promise
+readers of ``erp_core.services.stock`` do); the others are read only after the act."""
 
 
 def _table(model: type[Base]) -> Table:

@@ -33,7 +33,6 @@ from erp_core.db.models import (
     ExceptionCase,
     InventoryBalance,
     Lane,
-    LinePromise,
     Location,
     OrderLine,
     Product,
@@ -70,6 +69,7 @@ from erp_core.services.stock import (
     lock_balances,
     pick_backlog,
     post,
+    record_promise,
     release_backorders,
     reserve,
     scheduled_receipts,
@@ -435,15 +435,8 @@ def _backorder_shortfall(
         reason="short_pick",
     )
     promise = _promise(uow, child, ready_on, now)
-    uow.session.add(
-        LinePromise(
-            line_id=child.id,
-            promised_ship_date=promise.ship_date,
-            promised_delivery_date=promise.delivery_date,
-            reason="short_pick",
-            decided_at=now,
-            decided_by=actor.name,
-        )
+    record_promise(
+        uow, child.id, promise.ship_date, promise.delivery_date, "short_pick", actor, now
     )
     case = open_exception(
         uow,

@@ -20,7 +20,6 @@ from erp_core.db.models import (
     Customer,
     ExceptionCase,
     Lane,
-    LinePromise,
     OrderLine,
     SalesOrder,
 )
@@ -37,6 +36,7 @@ from erp_core.services.stock import (
     allocate_backorder,
     current_promise,
     lock_balance,
+    record_promise,
     release_backorders,
     unreserve,
 )
@@ -86,16 +86,8 @@ def _add_promise(
     reason: str,
     actor: Actor,
     now: datetime,
-) -> LinePromise:
-    promise = LinePromise(
-        line_id=line.id,
-        promised_ship_date=ship,
-        promised_delivery_date=delivery,
-        reason=reason,
-        decided_at=now,
-        decided_by=actor.name,
-    )
-    uow.session.add(promise)
+) -> None:
+    record_promise(uow, line.id, ship, delivery, reason, actor, now)
     audit(
         uow,
         actor,
@@ -107,7 +99,6 @@ def _add_promise(
         promised_ship_date=ship,
         promised_delivery_date=delivery,
     )
-    return promise
 
 
 # --- approvals ---------------------------------------------------------------------------------
@@ -519,7 +510,9 @@ def change_promise(
                 field="line_id",
                 value=line.id,
             )
-        promise = _add_promise(uow, line, ship, delivery, reason, actor, now)
+        _add_promise(uow, line, ship, delivery, reason, actor, now)
+        promise = current_promise(uow, line.id)  # the row just written: the line is locked
+        assert promise is not None
         uow.commit()
         return {
             "line_id": line.id,

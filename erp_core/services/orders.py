@@ -21,7 +21,6 @@ from erp_core.db.models import (
     Customer,
     InventoryBalance,
     Lane,
-    LinePromise,
     Location,
     OrderLine,
     PriceDecision,
@@ -55,6 +54,7 @@ from erp_core.services.stock import (
     lock_balances,
     pick_backlog,
     pick_backlogs,
+    record_promise,
     reserve,
     stock_positions,
 )
@@ -613,15 +613,14 @@ class Allocator:
                 location_id=part.location,
                 ready_on=part.ready_on,
             )
-        self.uow.session.add(
-            LinePromise(
-                line_id=line.id,
-                promised_ship_date=promise.ship_date,
-                promised_delivery_date=promise.delivery_date,
-                reason="capture",
-                decided_at=self.now,
-                decided_by=self.actor.name,
-            )
+        record_promise(
+            self.uow,
+            line.id,
+            promise.ship_date,
+            promise.delivery_date,
+            "capture",
+            self.actor,
+            self.now,
         )
         if part.from_stock:
             return []

@@ -380,12 +380,36 @@ _PROMISES_OF_LINES = (
 )
 
 
+def record_promise(
+    uow: UnitOfWork,
+    line_id: int,
+    ship: date,
+    delivery: date,
+    reason: str,
+    actor: Actor,
+    now: datetime,
+) -> None:
+    """Add a promise to the line's promise history (queued with the act's other history rows;
+    the readers below write the queue first, so they see it)."""
+    uow.append(
+        LinePromise,
+        line_id=line_id,
+        promised_ship_date=ship,
+        promised_delivery_date=delivery,
+        reason=reason,
+        decided_at=now,
+        decided_by=actor.name,
+    )
+
+
 def current_promise(uow: UnitOfWork, line_id: int) -> LinePromise | None:
+    uow.write_appended()
     return uow.session.execute(_CURRENT_PROMISE, {"line_id": line_id}).scalar_one_or_none()
 
 
 def current_promises(uow: UnitOfWork, line_ids: Collection[int]) -> dict[int, LinePromise]:
     """``current_promise`` of several lines in one query; lines without a promise are absent."""
+    uow.write_appended()
     newest: dict[int, LinePromise] = {}
     for promise in uow.session.execute(_PROMISES_OF_LINES, {"line_ids": list(line_ids)}).scalars():
         newest[promise.line_id] = promise
@@ -393,6 +417,7 @@ def current_promises(uow: UnitOfWork, line_ids: Collection[int]) -> dict[int, Li
 
 
 def first_promise(uow: UnitOfWork, line_id: int) -> LinePromise | None:
+    uow.write_appended()
     return uow.session.execute(
         select(LinePromise).where(LinePromise.line_id == line_id).order_by(LinePromise.id).limit(1)
     ).scalar_one_or_none()
