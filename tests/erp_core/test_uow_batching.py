@@ -11,9 +11,10 @@ from sqlalchemy import func, select
 from erp_core.db.models import AuditEntry, InventoryMovement, LineStateChange, OrderLine
 from erp_core.domain.errors import InvalidValue
 from erp_core.services.fulfilment import pick, record_shipment_event
+from erp_core.services.order_changes import change_promise
 from erp_core.services.orders import LineRequest, capture_order
-from erp_core.services.stock import lock_balance
-from tests.conftest import LOGISTICS, SALES, T0, stock
+from erp_core.services.stock import current_promise, first_promise, lock_balance
+from tests.conftest import LOGISTICS, SALES, SERVICE, T0, stock
 from tests.erp_core.support import assert_books_balance, balance
 
 
@@ -143,3 +144,32 @@ def test_a_whole_day_of_acts_in_one_batch_keeps_the_books(world):
     assert shipped == 4  # reserved and on hand, for each line
     assert balance(world, "WIDGET", "WEST") == (7, 0, 0)
     assert_books_balance(world)
+
+
+def test_a_promise_queued_in_an_act_is_seen_by_the_promise_readers(world):
+    """Promises are queued history rows: the readers write the queue first, and a promise
+    change returns the id of the row it wrote."""
+    stock(world, "WIDGET", "WEST", 5)
+    with world:
+        line = capture_order(
+            world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 2)], now=T0
+        ).lines[0]
+        assert line.promised_ship_date is not None  # read back within the capture act
+        changed = change_promise(
+            world,
+            SERVICE,
+            line_id=line.line_id,
+            promised_ship_date="2026-03-10",
+            promised_delivery_date="2026-03-11",
+            reason="customer asked",
+            now=T0 + timedelta(hours=1),
+        )
+        newest = current_promise(world, line.line_id)
+        first = first_promise(world, line.line_id)
+        world.commit()
+    assert newest is not None and first is not None
+    assert (newest.id, newest.reason) == (changed["promise_id"], "customer asked")
+    assert (first.reason, first.promised_ship_date.isoformat()) == (
+        "capture",
+        line.promised_ship_date,
+    )
