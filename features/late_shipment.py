@@ -31,7 +31,7 @@ before it. Transactions are point in time; master data is as good as the schema 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, TypeAlias
@@ -363,11 +363,21 @@ def offline_aggregates(rows: pd.DataFrame, streams: dict[str, EventStream]) -> A
         event_keys, query_keys = key_codes(list(stream.keys), list(keys[name]))
         windows = WINDOWS_DAYS[name]
         found = trailing_totals(
-            event_keys, stream.times, stream.values, query_keys, t, _micros(windows)
+            event_keys, stream.times, stream.values, query_keys, t, window_micros(windows)
         )
         totals[name] = dict(zip(windows, found.values(), strict=True))
         if name in GLOBAL_PRIORS:
             everywhere[name] = _everywhere(stream, t)
+    return assemble_aggregates(totals, everywhere)
+
+
+def assemble_aggregates(
+    totals: Mapping[str, Mapping[int | None, WindowTotals]],
+    everywhere: Mapping[str, WindowTotals],
+) -> Aggregates:
+    """The aggregates from each stream's totals per window in days (``None``: all history) and
+    the global priors' totals, however they were found: which stream feeds which aggregate is
+    decided here only."""
     return Aggregates(
         available=_level(totals["stock"][None]),
         backlog=_level(totals["backlog"][None]),
@@ -380,11 +390,12 @@ def offline_aggregates(rows: pd.DataFrame, streams: dict[str, EventStream]) -> A
     )
 
 
-def _micros(windows: tuple[int | None, ...]) -> list[int | None]:
+def window_micros(windows: Sequence[int | None]) -> list[int | None]:
+    """Windows in days as microseconds (``None``, all history, stays ``None``)."""
     return [None if days is None else days * MICROS_PER_DAY for days in windows]
 
 
-def _by_days(totals: dict[int | None, WindowTotals]) -> dict[int, WindowTotals]:
+def _by_days(totals: Mapping[int | None, WindowTotals]) -> dict[int, WindowTotals]:
     return {days: found for days, found in totals.items() if days is not None}
 
 

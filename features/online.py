@@ -43,18 +43,19 @@ from erp_core.domain.calendar import BusinessCalendar
 from erp_core.domain.errors import InvalidValue, NotFound
 from erp_core.domain.states import LineState
 from features import calendar as cal
-from features.asof import MICROS_PER_DAY
+from features.asof import WindowTotals
 from features.history import History, load_history_since, watermarks
 from features.late_shipment import (
     GLOBAL_PRIORS,
-    SUPPLIER_WINDOW_DAYS,
     WINDOWS_DAYS,
     Aggregates,
     Rows,
+    assemble_aggregates,
     event_streams,
     feature_columns,
     row_keys,
     to_micros,
+    window_micros,
 )
 from features.registry import LATE_SHIPMENT
 from features.stream_index import Key, StreamIndex
@@ -192,28 +193,17 @@ class OnlineFeatures:
         numbers, looked up per key."""
         t = np.asarray(rows["entered_at"], dtype=np.int64)
         keys = _row_keys(rows)
-        totals = {
-            name: index.totals(keys[name], t, _micros(WINDOWS_DAYS[name]))
-            for name, index in self.indexes.items()
-        }
+        totals = {name: self._totals_by_days(name, keys[name], t) for name in self.indexes}
         everywhere = {name: self.indexes[name].everywhere_before(t) for name in GLOBAL_PRIORS}
-        by_days = {
-            name: {
-                days: totals[name][None if days is None else days * MICROS_PER_DAY]
-                for days in WINDOWS_DAYS[name]
-            }
-            for name in totals
-        }
-        return Aggregates(
-            available=_level(by_days["stock"][None]),
-            backlog=_level(by_days["backlog"][None]),
-            location=_days_only(by_days["shipped"]),
-            location_everywhere=everywhere["shipped"],
-            lane=_days_only(by_days["delivered"]),
-            lane_everywhere=everywhere["delivered"],
-            supplier=by_days["receipts"][SUPPLIER_WINDOW_DAYS],
-            supplier_everywhere=everywhere["receipts"],
-        )
+        return assemble_aggregates(totals, everywhere)
+
+    def _totals_by_days(
+        self, stream: str, keys: list[Key | None], t: np.ndarray
+    ) -> dict[int | None, WindowTotals]:
+        """The stream's totals for each of its windows, keyed by the window in days."""
+        windows = WINDOWS_DAYS[stream]
+        found = self.indexes[stream].totals(keys, t, window_micros(windows))
+        return dict(zip(windows, found.values(), strict=True))
 
 
 def _engine(source: Engine | Session | str) -> Engine:
@@ -223,18 +213,6 @@ def _engine(source: Engine | Session | str) -> Engine:
     if isinstance(source, str):
         return make_engine(source)
     return source
-
-
-def _micros(windows: Sequence[int | None]) -> list[int | None]:
-    return [None if days is None else days * MICROS_PER_DAY for days in windows]
-
-
-def _days_only(totals: dict[int | None, Any]) -> dict[int, Any]:
-    return {days: found for days, found in totals.items() if days is not None}
-
-
-def _level(totals: Any) -> np.ndarray:
-    return np.where(totals.has_key, totals.sums["level"], np.nan).astype(np.float64)
 
 
 def _row_keys(rows: Rows) -> dict[str, list[Key | None]]:
