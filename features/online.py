@@ -21,7 +21,9 @@ every event before ``t``; in SQL on SQLite that is a scan per feature, far from 
 for a 10-line order. The index answers each (key, window) in two binary searches. Its cost is
 memory (the streams: a few int64 arrays per event) and freshness: :meth:`OnlineFeatures.refresh`
 reads what the append-only tables gained since the last read (by id) and merges it in; between
-refreshes, events written since are not counted.
+refreshes, events written since are not counted. Ids grow in commit order on SQLite; on
+PostgreSQL a transaction can commit a lower id after a higher one was read, which a tail by id
+would miss (see :func:`features.history.load_history_since`).
 
 Master data is read as it is now, as offline.
 """
@@ -246,7 +248,7 @@ def draft_rows(order: DraftOrder, master: _Master) -> dict[str, np.ndarray]:
     products = [master.products[line.sku] for line in lines]
     promised = np.array([line.promised_ship_date is not None for line in lines])
     n = len(lines)
-    zones = [place["timezone"] if place else customer_zone(customer, master) for place in places]
+    zones = [place["timezone"] if place else _home_zone(customer, master) for place in places]
     entered_at = np.full(n, entered, dtype=np.int64)
 
     def text(values: list[Any]) -> np.ndarray:
@@ -305,7 +307,7 @@ def _optional(values: list[Any]) -> np.ndarray:
     return np.array([np.nan if value is None else value for value in values], dtype=np.float64)
 
 
-def customer_zone(customer: dict[str, Any], master: _Master) -> str:
+def _home_zone(customer: dict[str, Any], master: _Master) -> str:
     """Where a line without a location is dated: the customer's home location's zone."""
     home = master.locations.get(customer["home_location_id"])
     return str(home["timezone"]) if home else "UTC"
