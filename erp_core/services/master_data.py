@@ -29,7 +29,7 @@ from erp_core.db.uow import UnitOfWork
 from erp_core.domain.errors import InvalidValue
 from erp_core.domain.pricing import parse_money
 from erp_core.policy import Actor
-from erp_core.services.common import audit, get_or_raise, require_aware
+from erp_core.services.common import audit, get_kept_or_raise, require_aware
 from erp_core.services.stock import lock_balances
 
 
@@ -131,15 +131,15 @@ def load_master_data(
             ("customers", Customer, data.customers),
             ("carriers", Carrier, data.carriers),
         ):
+            key_name = "sku" if model is Product else "id"
+            uow.preload(model, [getattr(spec, key_name) for spec in specs])
             for spec in specs:
-                _upsert(uow, actor, now, model, asdict(spec))
+                _upsert(uow, actor, now, model, key_name, asdict(spec))
             counts[name] = len(specs)
         uow.session.flush()
-        for lane in data.lanes:
-            _upsert_lane(uow, actor, now, lane)
+        _upsert_lanes(uow, actor, now, data.lanes)
         counts["lanes"] = len(data.lanes)
-        for price in data.prices:
-            _upsert_price(uow, actor, now, price)
+        _upsert_prices(uow, actor, now, data.prices)
         counts["prices"] = len(data.prices)
         uow.session.flush()
         # Every product has a balance row at every location, so ATP sees every place.
@@ -181,10 +181,14 @@ def _validate(data: MasterData, tiers: Sequence[str]) -> None:
 
 
 def _upsert(
-    uow: UnitOfWork, actor: Actor, now: datetime, model: type[Base], values: dict[str, Any]
+    uow: UnitOfWork,
+    actor: Actor,
+    now: datetime,
+    model: type[Base],
+    key_name: str,
+    values: dict[str, Any],
 ) -> None:
-    key_name = "sku" if model is Product else "id"
-    row = uow.session.get(model, values[key_name])
+    row = uow.get(model, values[key_name])
     action = "update" if row is not None else "create"
     if row is None:
         row = model(**values)
@@ -195,47 +199,61 @@ def _upsert(
     audit(uow, actor, now, f"{action}_{model.__tablename__}", model.__tablename__, values[key_name])
 
 
-def _upsert_lane(uow: UnitOfWork, actor: Actor, now: datetime, spec: LaneSpec) -> None:
-    get_or_raise(uow.session, Carrier, spec.carrier_id, entity="carrier", field="carrier_id")
-    get_or_raise(
-        uow.session,
-        Location,
-        spec.origin_location_id,
-        entity="location",
-        field="origin_location_id",
-    )
-    lane = uow.session.execute(
-        select(Lane).where(
-            Lane.carrier_id == spec.carrier_id,
-            Lane.origin_location_id == spec.origin_location_id,
-            Lane.dest_region == spec.dest_region,
-            Lane.service_level == spec.service_level,
-        )
-    ).scalar_one_or_none()
-    if lane is None:
-        lane = Lane(**asdict(spec))
-        uow.session.add(lane)
-    else:
-        for name, value in asdict(spec).items():
-            setattr(lane, name, value)
-    uow.session.flush()
-    audit(uow, actor, now, "upsert_lane", "lanes", lane.id)
+LaneKey = tuple[str, str, str, str]
+PriceKey = tuple[str, str, int, date]
 
 
-def _upsert_price(uow: UnitOfWork, actor: Actor, now: datetime, spec: PriceSpec) -> None:
-    get_or_raise(uow.session, Product, spec.sku, entity="product", field="sku")
-    entry = uow.session.execute(
-        select(PriceListEntry).where(
-            PriceListEntry.tier == spec.tier,
-            PriceListEntry.sku == spec.sku,
-            PriceListEntry.min_quantity == spec.min_quantity,
-            PriceListEntry.valid_from == spec.valid_from,
+def _upsert_lanes(uow: UnitOfWork, actor: Actor, now: datetime, specs: Sequence[LaneSpec]) -> None:
+    """Create or update lanes (one query for the existing ones, one flush for the new ones),
+    then audit each in the order given."""
+    existing: dict[LaneKey, Lane] = {
+        (lane.carrier_id, lane.origin_location_id, lane.dest_region, lane.service_level): lane
+        for lane in uow.session.execute(select(Lane)).scalars()
+    }
+    upserted = []
+    for spec in specs:
+        get_kept_or_raise(uow, Carrier, spec.carrier_id, entity="carrier", field="carrier_id")
+        get_kept_or_raise(
+            uow, Location, spec.origin_location_id, entity="location", field="origin_location_id"
         )
-    ).scalar_one_or_none()
-    if entry is None:
-        entry = PriceListEntry(**asdict(spec))
-        uow.session.add(entry)
-    else:
-        entry.unit_price = spec.unit_price
+        key = (spec.carrier_id, spec.origin_location_id, spec.dest_region, spec.service_level)
+        lane = existing.get(key)
+        if lane is None:
+            lane = existing[key] = Lane(**asdict(spec))
+            uow.session.add(lane)
+        else:
+            for name, value in asdict(spec).items():
+                setattr(lane, name, value)
+        upserted.append(lane)
     uow.session.flush()
-    audit(uow, actor, now, "upsert_price", "price_list_entries", entry.id)
+    for lane in upserted:
+        audit(uow, actor, now, "upsert_lane", "lanes", lane.id)
+
+
+def _upsert_prices(
+    uow: UnitOfWork, actor: Actor, now: datetime, specs: Sequence[PriceSpec]
+) -> None:
+    """Create or update price list entries (one query for the existing entries of the SKUs, one
+    flush for the new ones), then audit each in the order given."""
+    skus = sorted({spec.sku for spec in specs})
+    uow.preload(Product, skus)
+    existing: dict[PriceKey, PriceListEntry] = {
+        (entry.tier, entry.sku, entry.min_quantity, entry.valid_from): entry
+        for entry in uow.session.execute(
+            select(PriceListEntry).where(PriceListEntry.sku.in_(skus))
+        ).scalars()
+    }
+    upserted = []
+    for spec in specs:
+        get_kept_or_raise(uow, Product, spec.sku, entity="product", field="sku")
+        key = (spec.tier, spec.sku, spec.min_quantity, spec.valid_from)
+        entry = existing.get(key)
+        if entry is None:
+            entry = existing[key] = PriceListEntry(**asdict(spec))
+            uow.session.add(entry)
+        else:
+            entry.unit_price = spec.unit_price
+        upserted.append(entry)
+    uow.session.flush()
+    for entry in upserted:
+        audit(uow, actor, now, "upsert_price", "price_list_entries", entry.id)

@@ -90,28 +90,39 @@ _BALANCES_FOR_UPDATE = (
 )
 
 
+BALANCES_PER_STATEMENT = 1000
+"""Pairs per lock or insert statement: a whole world's balances (master data load) would pass
+SQLite's limit of 32766 bound parameters in one."""
+
+
 def _select_for_update(
     uow: UnitOfWork, pairs: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], InventoryBalance]:
-    """Lock and (re)load the balance rows of ``pairs`` that exist (on SQLite the transaction's
-    ``BEGIN IMMEDIATE`` already serialises writers, and ``FOR UPDATE`` is not rendered)."""
-    rows = uow.session.execute(_BALANCES_FOR_UPDATE, {"pairs": list(pairs)}).scalars()
-    return {(row.sku, row.location_id): row for row in rows}
+    """Lock and (re)load the balance rows of ``pairs`` (sorted) that exist (on SQLite the
+    transaction's ``BEGIN IMMEDIATE`` already serialises writers, and ``FOR UPDATE`` is not
+    rendered); batches follow the sort order, so the lock order holds across them."""
+    found: dict[tuple[str, str], InventoryBalance] = {}
+    for start in range(0, len(pairs), BALANCES_PER_STATEMENT):
+        batch = list(pairs[start : start + BALANCES_PER_STATEMENT])
+        for row in uow.session.execute(_BALANCES_FOR_UPDATE, {"pairs": batch}).scalars():
+            found[(row.sku, row.location_id)] = row
+    return found
 
 
 def _insert_empty_balances(uow: UnitOfWork, pairs: Sequence[tuple[str, str]]) -> None:
     """Insert zero balances for the pairs; a row a concurrent transaction just created wins."""
     insert = pg_insert if uow.dialect == "postgresql" else sqlite_insert
-    uow.session.execute(
-        insert(InventoryBalance)
-        .values(
-            [
-                {"sku": s, "location_id": loc, "on_hand": 0, "reserved": 0, "on_order": 0}
-                for s, loc in pairs
-            ]
+    for start in range(0, len(pairs), BALANCES_PER_STATEMENT):
+        uow.session.execute(
+            insert(InventoryBalance)
+            .values(
+                [
+                    {"sku": s, "location_id": loc, "on_hand": 0, "reserved": 0, "on_order": 0}
+                    for s, loc in pairs[start : start + BALANCES_PER_STATEMENT]
+                ]
+            )
+            .on_conflict_do_nothing()
         )
-        .on_conflict_do_nothing()
-    )
 
 
 def lock_balance(uow: UnitOfWork, sku: str, location_id: str) -> InventoryBalance:
