@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from erp_core.db.models import (
     Customer,
@@ -25,7 +25,7 @@ from erp_core.domain.allocation import BackorderClaim, release_priority
 from erp_core.domain.errors import Conflict, InvalidValue
 from erp_core.domain.states import LineState
 from erp_core.policy import Actor
-from erp_core.services.common import audit, get_or_raise, require_aware, transition
+from erp_core.services.common import audit, get_kept_or_raise, require_aware, transition
 from erp_core.services.exceptions import open_exception
 from erp_core.services.stock import (
     current_promise,
@@ -62,8 +62,8 @@ def record_cycle_count(
         raise InvalidValue("counted_quantity", counted_quantity, "must be >= 0")
     with uow:
         uow.policy.require(actor, "adjust_inventory")
-        get_or_raise(uow.session, Product, sku, entity="product", field="sku")
-        get_or_raise(uow.session, Location, location_id, entity="location", field="location_id")
+        get_kept_or_raise(uow, Product, sku, entity="product", field="sku")
+        get_kept_or_raise(uow, Location, location_id, entity="location", field="location_id")
         balance = lock_balance(uow, sku, location_id)
         count = CycleCount(
             sku=sku,
@@ -112,17 +112,18 @@ def record_cycle_count(
         return CycleCountResult(count.id, adjustment, deallocated, released)
 
 
+_PICKED_QUANTITY = select(func.coalesce(func.sum(OrderLine.quantity), 0)).where(
+    OrderLine.sku == bindparam("sku"),
+    OrderLine.location_id == bindparam("location_id"),
+    OrderLine.state.in_([LineState.PICKED, LineState.PACKED]),
+)
+"""Built once with bound parameters (a count per SKU and location counted)."""
+
+
 def _picked_quantity(uow: UnitOfWork, sku: str, location_id: str) -> int:
     """Units picked or packed and not yet shipped: still on hand, no longer on the shelf."""
-    return int(
-        uow.session.execute(
-            select(func.coalesce(func.sum(OrderLine.quantity), 0)).where(
-                OrderLine.sku == sku,
-                OrderLine.location_id == location_id,
-                OrderLine.state.in_([LineState.PICKED, LineState.PACKED]),
-            )
-        ).scalar_one()
-    )
+    params = {"sku": sku, "location_id": location_id}
+    return int(uow.session.execute(_PICKED_QUANTITY, params).scalar_one())
 
 
 def _take_back_reservations(

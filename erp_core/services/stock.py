@@ -448,20 +448,24 @@ def allocate_backorder(
     transition(uow, actor, now, "order_line", line, LineState.ALLOCATED, action)
 
 
+_LINES_WITH_CUSTOMERS = (
+    select(OrderLine, Customer)
+    .join(SalesOrder, SalesOrder.id == OrderLine.order_id)
+    .join(Customer, Customer.id == SalesOrder.customer_id)
+    .where(
+        OrderLine.sku == bindparam("sku"),
+        OrderLine.location_id == bindparam("location_id"),
+        OrderLine.state == bindparam("state"),
+    )
+)
+
+
 def lines_with_customers(
     uow: UnitOfWork, balance: InventoryBalance, state: LineState
 ) -> list[tuple[OrderLine, Customer]]:
     """The order lines of the balance's SKU and location in ``state``, each with its customer."""
-    rows = uow.session.execute(
-        select(OrderLine, Customer)
-        .join(SalesOrder, SalesOrder.id == OrderLine.order_id)
-        .join(Customer, Customer.id == SalesOrder.customer_id)
-        .where(
-            OrderLine.sku == balance.sku,
-            OrderLine.location_id == balance.location_id,
-            OrderLine.state == state,
-        )
-    ).all()
+    params = {"sku": balance.sku, "location_id": balance.location_id, "state": str(state)}
+    rows = uow.session.execute(_LINES_WITH_CUSTOMERS, params).all()
     return [(line, customer) for line, customer in rows]
 
 
