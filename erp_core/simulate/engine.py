@@ -184,9 +184,9 @@ class Simulation:
         self._opening_stock(start)
 
     def _opening_stock(self, moment: datetime) -> None:
-        """Four weeks of expected demand on the shelves on day one."""
+        """Six weeks of expected demand on the shelves on day one (no stock-out to start with)."""
         rate = line_rate(self.world, 0) * 5  # a business week of lines
-        units = rate * self.world.qty_mean[:, None] * 4
+        units = rate * self.world.qty_mean[:, None] * 6
         with self.uow:
             for s, sku in enumerate(self.world.skus):
                 for loc, location in enumerate(self.world.locations):

@@ -179,14 +179,14 @@ def build_world(profile: Profile, seed: int, days: int) -> World:
     supplier_of = rng.integers(0, profile.suppliers, n_sku)
 
     carrier_base = rng.uniform(-4.2, -2.2, profile.carriers)
-    drift = np.cumsum(rng.normal(0, 0.04, (horizon, profile.carriers)), axis=0)
+    drift = mean_reverting_drift(rng, horizon, profile.carriers, spread=0.35)
     lane_offset = rng.normal(
         0.0, 0.6, (profile.carriers, n_loc, len(REGION_NAMES[:n_loc]) + len(EXTRA_REGIONS))
     )
     carrier_late_logit = carrier_base + drift
     weather = _weather(rng, horizon, regions)
-    quality = np.cumsum(rng.normal(0, 0.04, (horizon, n_loc)), axis=0)
-    quality += rng.normal(0, 0.5, n_loc)
+    quality = mean_reverting_drift(rng, horizon, n_loc, spread=0.3)
+    quality += rng.normal(0, 0.4, n_loc)
     capacity = np.maximum(
         5, np.round(profile.lines_per_day / n_loc * rng.uniform(1.15, 1.45, n_loc))
     ).astype(int)
@@ -235,6 +235,19 @@ def build_world(profile: Profile, seed: int, days: int) -> World:
         transit_days=transit,
         holidays=holidays_between(profile.start, horizon),
     )
+
+
+def mean_reverting_drift(
+    rng: np.random.Generator, horizon: int, series: int, spread: float, persistence: float = 0.98
+) -> np.ndarray:
+    """Day-to-day drift that wanders for weeks but comes back (AR(1) with stationary standard
+    deviation ``spread``): a random walk would carry a carrier anywhere over two years."""
+    shocks = rng.normal(0.0, spread * np.sqrt(1 - persistence**2), (horizon, series))
+    drift = np.empty((horizon, series))
+    drift[0] = rng.normal(0.0, spread, series)
+    for day in range(1, horizon):
+        drift[day] = persistence * drift[day - 1] + shocks[day]
+    return drift
 
 
 def _supplier(rng: np.random.Generator, index: int, horizon: int) -> Supplier:
