@@ -333,13 +333,15 @@ def test_backlog_and_lane_lateness_carry_the_signal_the_truth_puts_there(simulat
     joined = truth_frame(simulated_history)
     joined = joined.loc[joined["p_late_delivery"].notna()]
     queued = joined["pick_backlog_ratio"]
-    p_late_ship = joined["p_late_ship"]
-    assert p_late_ship[queued > 1].mean() > 1.2 * p_late_ship[queued <= 0.5].mean()
+    p_handling = joined["p_handling_late"]
+    # The simulator's handling risk rises once the queue passes 0.6 of a day's picking.
+    assert p_handling[queued > 0.6].mean() > 1.2 * p_handling[queued <= 0.3].mean()
+    assert queued.corr(p_handling, method="spearman") > 0.1
     lane_late = 1 - joined["lane_ontime_delivery_rate_28d"]
     assert lane_late.corr(joined["p_transit_late"], method="spearman") > 0.3
-    assert lane_late.corr(joined["p_late_delivery"], method="spearman") > 0.2
+    assert lane_late.corr(joined["p_late_delivery"], method="spearman") > 0.1
     location_late = 1 - joined["location_ontime_ship_rate_56d"]
-    assert location_late.corr(p_late_ship, method="spearman") > 0.25
+    assert location_late.corr(joined["p_late_ship"], method="spearman") > 0.25
     by_backorder = joined.groupby("needs_backorder")["p_late_delivery"].mean()
     assert by_backorder[True] > 2 * by_backorder[False]
 
