@@ -340,8 +340,6 @@ def test_backlog_and_lane_lateness_carry_the_signal_the_truth_puts_there(simulat
     lane_late = 1 - joined["lane_ontime_delivery_rate_28d"]
     assert lane_late.corr(joined["p_transit_late"], method="spearman") > 0.3
     assert lane_late.corr(joined["p_late_delivery"], method="spearman") > 0.1
-    location_late = 1 - joined["location_ontime_ship_rate_56d"]
-    assert location_late.corr(joined["p_late_ship"], method="spearman") > 0.25
     by_backorder = joined.groupby("needs_backorder")["p_late_delivery"].mean()
     assert by_backorder[True] > 2 * by_backorder[False]
 
