@@ -20,7 +20,7 @@ reservation release) beside the moment the system learned of them (``now``: the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -60,7 +60,7 @@ from erp_core.services.common import (
     transition,
 )
 from erp_core.services.exceptions import open_exception
-from erp_core.services.idempotency import run_idempotent, validate_key
+from erp_core.services.idempotency import run_idempotent, stored_response, validate_key
 from erp_core.services.orders import DEFAULT_REPLENISH_DAYS, split_line
 from erp_core.services.stock import (
     active_reservations,
@@ -114,9 +114,7 @@ class PickResult:
     replayed: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("replayed")
-        return data
+        return stored_response(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, replayed: bool = False) -> PickResult:
@@ -143,9 +141,7 @@ class ShipmentEventResult:
     replayed: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("replayed")
-        return data
+        return stored_response(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, replayed: bool = False) -> ShipmentEventResult:

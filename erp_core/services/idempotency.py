@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -21,6 +22,13 @@ from erp_core.domain.errors import Conflict, InvalidValue
 
 T = TypeVar("T")
 MAX_KEY_LENGTH = 128
+
+
+def stored_response(result: Any) -> dict[str, Any]:
+    """A result dataclass as remembered for replays: every field but its ``replayed`` flag."""
+    data = asdict(result)
+    data.pop("replayed", None)
+    return data
 
 
 def request_fingerprint(payload: Any) -> str:

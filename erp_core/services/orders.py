@@ -48,7 +48,7 @@ from erp_core.services.common import (
     transition,
 )
 from erp_core.services.exceptions import open_exception
-from erp_core.services.idempotency import run_idempotent, validate_key
+from erp_core.services.idempotency import run_idempotent, stored_response, validate_key
 from erp_core.services.stock import (
     current_promises,
     lock_balances,
@@ -96,9 +96,7 @@ class CapturedOrder:
     replayed: bool = field(default=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("replayed")
-        return data
+        return stored_response(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, replayed: bool = False) -> CapturedOrder:
