@@ -1,0 +1,125 @@
+"""``erpx train``: train a model, compare it with its baselines and the oracle, register it as the
+challenger, and with ``--promote`` put it through the gate.
+
+Mounted by the top-level ``erpx`` command (``serving/cli.py``). LightGBM, scikit-learn and MLflow
+load inside the command, so ``erpx --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import typer
+from rich.table import Table
+
+from erp_core.cli import console, database_location, reports_user_errors, settings_of
+from erp_core.policy import load_policy
+
+app = typer.Typer(
+    name="train",
+    help="Train models on the ERP history, track them in MLflow, promote through the gate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+DATE_FORMATS = ["%Y-%m-%d"]
+SCORE_COLUMNS = (
+    ("roc_auc", "ROC AUC"),
+    ("pr_auc", "PR AUC"),
+    ("brier", "Brier"),
+    ("ece", "ECE"),
+    ("recall_at_budget", "recall@10%"),
+)
+
+
+@app.command("late-shipment")
+@reports_user_errors
+def late_shipment(
+    ctx: typer.Context,
+    start: datetime | None = typer.Option(
+        None, formats=DATE_FORMATS, help="First entry day to learn from (default: the first)."
+    ),
+    end: datetime | None = typer.Option(
+        None,
+        formats=DATE_FORMATS,
+        help="Day after the last entry day (default: the last day whose lines had "
+        "--label-horizon-days to reach their outcome).",
+    ),
+    validation_days: int = typer.Option(28, help="Days that stop the boosting."),
+    calibration_days: int = typer.Option(21, help="Days the calibrator is fitted on."),
+    test_days: int = typer.Option(28, help="The newest days, scored for the report and gate."),
+    label_horizon_days: int = typer.Option(21, help="Days a line is given to be delivered."),
+    seed: int = typer.Option(7, help="Seed of the model (same data + seed = same model)."),
+    promote: bool = typer.Option(
+        False, "--promote", help="Apply the gate: make it the champion if it beats the current one."
+    ),
+    database_url: str | None = typer.Option(None, help="Read this database instead."),
+) -> None:
+    """Train the late-shipment model (P(line misses its promised delivery date))."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from training.frames import SplitPlan
+    from training.jobs import train_late_shipment
+
+    settings = settings_of(ctx)
+    plan = SplitPlan(
+        validation_days=validation_days,
+        calibration_days=calibration_days,
+        test_days=test_days,
+        label_horizon_days=label_horizon_days,
+    )
+    calendar = load_policy(settings.policy_path).calendar
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("late_shipment: starting", total=None)
+        result = train_late_shipment(
+            settings,
+            calendar,
+            database_url=database_url,
+            start=start.date() if start else None,
+            end=end.date() if end else None,
+            plan=plan,
+            seed=seed,
+            promote=promote,
+            step=lambda name: progress.update(task, description=f"late_shipment: {name}"),
+        )
+    console.print(scores_table(result.score_rows()))
+    summary = Table(title="training run", title_justify="left", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value")
+    rows = [
+        ("source", database_location(database_url or settings.database_url)),
+        ("window", f"{result.window} (end exclusive)"),
+        ("slices", ", ".join(f"{k} {v} ({result.rows[k]:,})" for k, v in result.slices.items())),
+        ("dropped", f"{result.unlabelled_rows:,} lines without an outcome yet"),
+        ("trees", f"{result.best_iteration} (early stopping)"),
+        ("registered", f"{result.registered_name} v{result.version} as challenger"),
+        ("mlflow run", f"{result.run_id} at {settings.mlflow_tracking_uri}"),
+        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
+    ]
+    if result.auc_ratio is not None:
+        rows.append(("vs oracle", f"(AUC - 0.5) / (oracle AUC - 0.5) = {result.auc_ratio:.3f}"))
+    else:
+        rows.append(("vs oracle", "no oracle: the database was not simulated"))
+    if result.gate is not None:
+        verdict = "PROMOTED to champion" if result.gate.promote else "not promoted"
+        rows.append(("gate", f"{verdict}: {result.gate.reason}"))
+    for what, value in rows:
+        summary.add_row(what, value)
+    console.print(summary)
+
+
+def scores_table(rows: list[dict[str, float | str]]) -> Table:
+    table = Table(title="test window scores", title_justify="left")
+    table.add_column("scorer")
+    table.add_column("lines", justify="right")
+    for _, title in SCORE_COLUMNS:
+        table.add_column(title, justify="right")
+    for row in rows:
+        table.add_row(
+            str(row["scorer"]),
+            f"{int(float(row['lines'])):,}",
+            *(f"{float(row[key]):.4f}" for key, _ in SCORE_COLUMNS),
+        )
+    return table

@@ -1,0 +1,281 @@
+"""The training job the CLI runs and the tests call: frame -> split by time -> fit -> compare with
+baselines and oracle -> log to MLflow -> register a challenger -> (optionally) the gate.
+
+Every score in the printed table is measured on the same test rows in the same run, so "better
+than the baselines" and "x% of the oracle" are comparisons, not recollections.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from erp_core.domain.calendar import BusinessCalendar
+from erp_core.settings import Settings
+from training import late_shipment as ls
+from training import tracking
+from training.frames import SplitPlan, TrainingFrame, choose_window, load_training_frame
+from training.gate import GateDecision, GateTerms, judge
+from training.metrics import ClassifierScores, oracle_auc_ratio, score_classifier
+from training.oracle import true_late_probability
+
+Step = Callable[[str], None]
+
+MODEL = "model"
+ORACLE = "oracle"
+CHAMPION = "champion"
+
+
+@dataclass
+class TrainResult:
+    """What one training run produced and where."""
+
+    registered_name: str
+    version: str
+    run_id: str
+    window: str
+    slices: dict[str, str]
+    rows: dict[str, int]
+    unlabelled_rows: int
+    best_iteration: int
+    scores: dict[str, ClassifierScores]
+    oracle_lines: int
+    auc_ratio: float | None
+    gate: GateDecision | None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def score_rows(self) -> list[dict[str, Any]]:
+        return [{"scorer": name, **s.as_dict()} for name, s in self.scores.items()]
+
+
+def train_late_shipment(
+    settings: Settings,
+    calendar: BusinessCalendar,
+    *,
+    database_url: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    plan: SplitPlan | None = None,
+    seed: int = 7,
+    promote: bool = False,
+    model_params: dict[str, Any] | None = None,
+    step: Step | None = None,
+) -> TrainResult:
+    announce = step or (lambda _name: None)
+    url = database_url or settings.database_url
+    plan = plan or SplitPlan()
+    clock: dict[str, float] = {}
+    window = choose_window(url, plan, start, end)
+
+    announce(f"building features for {window.describe()}")
+    started = time.perf_counter()
+    frames_dir = Path(tempfile.mkdtemp(prefix="erpx-frame-", dir=_var(settings)))
+    data = load_training_frame(
+        ls.FEATURE_SET, ls.LABEL, url, window, plan, calendar, frames_dir=frames_dir
+    )
+    clock["features"] = time.perf_counter() - started
+
+    announce("fitting LightGBM (early stopping on the validation weeks) and calibrating")
+    started = time.perf_counter()
+    model = _fit_model(data, seed, model_params or {})
+    clock["fit"] = time.perf_counter() - started
+
+    announce("fitting the baselines")
+    started = time.perf_counter()
+    baselines = _fit_baselines(data, seed)
+    clock["baselines"] = time.perf_counter() - started
+
+    announce("scoring the test window")
+    test = data.part("test")
+    outcomes = test[ls.LABEL].to_numpy(dtype=bool)
+    probabilities = {MODEL: model.predict_proba(test)[:, 1]}
+    probabilities |= {name: b.predict_proba(test)[:, 1] for name, b in baselines.items()}
+    scores = {name: score_classifier(outcomes, p) for name, p in probabilities.items()}
+    oracle_scores, oracle_lines = _oracle(url, test, outcomes)
+    if oracle_scores is not None:
+        scores[ORACLE] = oracle_scores
+    ratio = (
+        oracle_auc_ratio(scores[MODEL].roc_auc, oracle_scores.roc_auc) if oracle_scores else None
+    )
+
+    announce("logging to MLflow and registering the challenger")
+    started = time.perf_counter()
+    tracking.configure(settings)
+    champion = _champion_scores(test, outcomes) if promote else None
+    run_id, version = _log_run(
+        settings, data, model, scores, probabilities, outcomes, window.describe(), seed
+    )
+    decision = None
+    if promote:
+        decision = _apply_gate(scores, champion, version, run_id)
+        if champion is not None:
+            scores[CHAMPION] = champion[1]
+    clock["mlflow"] = time.perf_counter() - started
+    return TrainResult(
+        registered_name=ls.REGISTERED_NAME,
+        version=version,
+        run_id=run_id,
+        window=window.describe(),
+        slices=data.slices.as_dict(),
+        rows={name: len(data.part(name)) for name in ("train", "validation", "calibration", "test")},
+        unlabelled_rows=data.unlabelled_rows,
+        best_iteration=model.best_iteration_,
+        scores=scores,
+        oracle_lines=oracle_lines,
+        auc_ratio=ratio,
+        gate=decision,
+        seconds={k: round(v, 2) for k, v in clock.items()},
+    )
+
+
+def _var(settings: Settings) -> Path:
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return settings.var_dir
+
+
+def _fit_model(data: TrainingFrame, seed: int, params: dict[str, Any]) -> ls.LateShipmentModel:
+    train, valid, calib = data.part("train"), data.part("validation"), data.part("calibration")
+    model = ls.LateShipmentModel(random_state=seed, **params)
+    return model.fit(
+        train,
+        train[ls.LABEL],
+        eval_set=(valid, valid[ls.LABEL]),
+        calibration_set=(calib, calib[ls.LABEL]),
+    )
+
+
+def _fit_baselines(data: TrainingFrame, seed: int) -> dict[str, Any]:
+    train = data.part("train")
+    return {
+        "lane_rate": ls.LaneRateBaseline().fit(train),
+        "logistic": ls.logistic_baseline(seed).fit(train, train[ls.LABEL].astype(int)),
+    }
+
+
+def _oracle(
+    url: str, test: pd.DataFrame, outcomes: np.ndarray
+) -> tuple[ClassifierScores | None, int]:
+    """The simulator's own probabilities on the test lines that have them (all of them, for a
+    simulated world; none for a real history)."""
+    truth = true_late_probability(url)
+    if truth is None:
+        return None, 0
+    p = test["line_id"].map(truth).to_numpy(dtype=np.float64)
+    known = ~np.isnan(p)
+    if known.sum() < len(p) * 0.99:
+        return None, int(known.sum())
+    return score_classifier(outcomes[known], p[known]), int(known.sum())
+
+
+def _champion_scores(
+    test: pd.DataFrame, outcomes: np.ndarray
+) -> tuple[str, ClassifierScores] | None:
+    current = tracking.version_by_alias(ls.REGISTERED_NAME, tracking.CHAMPION)
+    if current is None:
+        return None
+    champion = tracking.load_model(ls.REGISTERED_NAME, tracking.CHAMPION)
+    return current.version, score_classifier(outcomes, champion.predict_proba(test)[:, 1])
+
+
+def _apply_gate(
+    scores: dict[str, ClassifierScores],
+    champion: tuple[str, ClassifierScores] | None,
+    version: str,
+    run_id: str,
+) -> GateDecision:
+    import mlflow
+
+    baselines = {k: v for k, v in scores.items() if k not in (MODEL, ORACLE)}
+    terms = GateTerms(ls.AUC_MARGIN, ls.ECE_TOLERANCE)
+    decision = judge(
+        scores[MODEL],
+        champion[1] if champion else None,
+        champion[0] if champion else None,
+        baselines,
+        terms,
+    )
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags({"gate.promoted": str(decision.promote), "gate.reason": decision.reason})
+        if champion is not None:
+            mlflow.log_metrics(
+                {f"champion_{k}": v for k, v in champion[1].as_dict().items()}
+                | {"champion_version": float(champion[0])}
+            )
+        mlflow.log_dict(decision.as_dict(), "gate.json")
+    if decision.promote:
+        tracking.set_alias(ls.REGISTERED_NAME, tracking.CHAMPION, version)
+    return decision
+
+
+def _log_run(
+    settings: Settings,
+    data: TrainingFrame,
+    model: ls.LateShipmentModel,
+    scores: dict[str, ClassifierScores],
+    probabilities: dict[str, np.ndarray],
+    outcomes: np.ndarray,
+    window: str,
+    seed: int,
+) -> tuple[str, str]:
+    import mlflow
+    import mlflow.sklearn
+
+    from training import plots
+
+    tracking.use_experiment(settings, ls.REGISTERED_NAME)
+    with mlflow.start_run() as run:
+        mlflow.log_params(
+            {f"model.{k}": v for k, v in model.get_params().items()}
+            | {"seed": seed, "window": window, "label": ls.LABEL}
+            | {f"slice.{k}": v for k, v in data.slices.as_dict().items()}
+        )
+        mlflow.log_metrics(
+            {f"{name}_{k}": v for name, s in scores.items() for k, v in s.as_dict().items()}
+            | {"best_iteration": float(model.best_iteration_)}
+            | {f"rows_{name}": float(len(data.part(name))) for name in ("train", "test")}
+        )
+        if ORACLE in scores:
+            mlflow.log_metric(
+                "auc_ratio_to_oracle",
+                oracle_auc_ratio(scores[MODEL].roc_auc, scores[ORACLE].roc_auc),
+            )
+        if data.manifest_path is not None:
+            mlflow.log_dict(json.loads(data.manifest_path.read_text()), "feature_manifest.json")
+        mlflow.log_dict(
+            {name: s.as_dict() for name, s in scores.items()}, "test_scores.json"
+        )
+        drawn = {k: v for k, v in probabilities.items()}
+        for name, figure in (
+            ("calibration.png", plots.calibration_figure(outcomes, drawn)),
+            ("precision_recall.png", plots.precision_recall_figure(outcomes, drawn)),
+            ("lift.png", plots.lift_figure(outcomes, drawn)),
+        ):
+            mlflow.log_figure(figure, name)
+        info = mlflow.sklearn.log_model(
+            model,
+            name=MODEL,
+            registered_model_name=ls.REGISTERED_NAME,
+            pip_requirements=_requirements(),
+            serialization_format="cloudpickle",
+        )
+        version = str(info.registered_model_version)
+    tracking.set_alias(ls.REGISTERED_NAME, tracking.CHALLENGER, version)
+    return run.info.run_id, version
+
+
+def _requirements() -> list[str]:
+    """Pinned from this environment, so MLflow does not spend seconds inferring them."""
+    from importlib.metadata import version
+
+    return [
+        f"{name}=={version(name)}" for name in ("lightgbm", "scikit-learn", "pandas", "numpy")
+    ]

@@ -1,0 +1,240 @@
+"""The late-shipment model: P(an order line misses its first promised delivery date), known at
+order entry.
+
+It owns its label, its features (the ``late_shipment`` feature set, every feature computed as of
+the line's entry moment), its estimator, its baselines and the terms of its gate.
+
+The estimator is a LightGBM classifier stopped early on the validation weeks, then calibrated on
+the calibration weeks: boosted trees rank well but their raw probabilities drift with the number
+of trees and the class balance, and the order desk reads the number as a probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from erp_core.domain.errors import InvalidValue
+from features.registry import FeatureSpec, feature_set
+from training.encoding import FrameEncoder
+from training.reasons import Reason, top_reasons
+
+FEATURE_SET = "late_shipment"
+LABEL = "label_late_delivery"
+REGISTERED_NAME = "late_shipment"
+LANE_RATE_FEATURE = "lane_ontime_delivery_rate_90d"
+
+AUC_MARGIN = 0.002
+"""A challenger must beat the champion's test ROC AUC by this much to replace it."""
+ECE_TOLERANCE = 0.005
+"""... and may not be worse calibrated than the champion by more than this (noise on ECE)."""
+
+
+def features() -> tuple[FeatureSpec, ...]:
+    return feature_set(FEATURE_SET).features
+
+
+class LateShipmentModel(ClassifierMixin, BaseEstimator):
+    """LightGBM on the late-shipment features, with early stopping and a probability calibrator.
+
+    ``fit`` takes the training rows, plus the validation rows that stop the boosting and the
+    calibration rows the calibrator is fitted on (both later in time than the training rows)."""
+
+    def __init__(
+        self,
+        n_estimators: int = 2000,
+        learning_rate: float = 0.03,
+        num_leaves: int = 31,
+        min_child_samples: int = 100,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        reg_lambda: float = 1.0,
+        early_stopping_rounds: int = 100,
+        calibration: str = "isotonic",
+        random_state: int = 7,
+        n_jobs: int = 2,
+    ) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.early_stopping_rounds = early_stopping_rounds
+        self.calibration = calibration
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: Sequence[float] | np.ndarray,
+        *,
+        eval_set: tuple[pd.DataFrame, Any],
+        calibration_set: tuple[pd.DataFrame, Any],
+    ) -> LateShipmentModel:
+        if self.calibration not in ("isotonic", "sigmoid", "none"):
+            raise InvalidValue("calibration", self.calibration, "use isotonic, sigmoid or none")
+        self.encoder_ = FrameEncoder(features()).fit(X)
+        self.classes_ = np.array([0, 1])
+        train = self._dataset(X, y)
+        valid = self._dataset(eval_set[0], eval_set[1], reference=train)
+        self.booster_ = lgb.train(
+            self._params(),
+            train,
+            num_boost_round=self.n_estimators,
+            valid_sets=[valid],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
+        self.best_iteration_ = int(self.booster_.best_iteration or self.n_estimators)
+        self.calibrator_ = self._fit_calibrator(*calibration_set)
+        return self
+
+    def _dataset(self, X: pd.DataFrame, y: Any, reference: lgb.Dataset | None = None) -> Any:
+        return lgb.Dataset(
+            self.encoder_.transform(X),
+            label=np.asarray(y, dtype=np.float64),
+            feature_name=self.encoder_.names,
+            categorical_feature=self.encoder_.categorical_indices,
+            reference=reference,
+            free_raw_data=True,
+        )
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "bagging_fraction": self.subsample,
+            "bagging_freq": 1,
+            "feature_fraction": self.colsample_bytree,
+            "lambda_l2": self.reg_lambda,
+            "seed": self.random_state,
+            "deterministic": True,
+            "force_row_wise": True,
+            "num_threads": self.n_jobs,
+            "verbosity": -1,
+        }
+
+    def _fit_calibrator(self, X: pd.DataFrame, y: Any) -> Any:
+        raw = self.raw_probability(self.encoder_.transform(X))
+        outcome = np.asarray(y, dtype=np.float64)
+        if self.calibration == "isotonic":
+            return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, outcome)
+        if self.calibration == "sigmoid":
+            return LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), outcome)
+        return None
+
+    # --- applying -------------------------------------------------------------------------
+
+    def raw_probability(self, matrix: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        params = {} if num_threads is None else {"num_threads": num_threads}
+        return np.asarray(
+            self.booster_.predict(matrix, num_iteration=self.best_iteration_, **params)
+        )
+
+    def probability(self, matrix: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        """Calibrated P(late) for an encoded matrix: the scoring path serving uses."""
+        raw = self.raw_probability(matrix, num_threads)
+        if self.calibrator_ is None:
+            return raw
+        if isinstance(self.calibrator_, IsotonicRegression):
+            return np.asarray(self.calibrator_.predict(raw))
+        return np.asarray(self.calibrator_.predict_proba(_logit(raw).reshape(-1, 1))[:, 1])
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.probability(self.encoder_.transform(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
+
+    def contributions(self, matrix: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+        """Per-feature log-odds contributions (TreeSHAP), bias in the last column."""
+        params = {} if num_threads is None else {"num_threads": num_threads}
+        return np.asarray(
+            self.booster_.predict(
+                matrix, num_iteration=self.best_iteration_, pred_contrib=True, **params
+            )
+        )
+
+    def reasons(self, X: pd.DataFrame, limit: int = 3) -> list[list[Reason]]:
+        """The features that pushed each row's risk up the most, in words."""
+        matrix = self.encoder_.transform(X)
+        contributions = self.contributions(matrix)
+        names = self.encoder_.names
+        values = X[names].astype(object).to_numpy()
+        return [
+            top_reasons(contributions[i], list(values[i]), names, limit) for i in range(len(X))
+        ]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(clipped / (1 - clipped))
+
+
+# --- baselines ----------------------------------------------------------------------------------
+
+
+class LaneRateBaseline(ClassifierMixin, BaseEstimator):
+    """The lane's own history: P(late) = 1 - its shrunk on-time delivery rate over 90 days, as of
+    entry. What a planner would use without a model; nothing is learned."""
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> LaneRateBaseline:
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        on_time = pd.to_numeric(X[LANE_RATE_FEATURE]).astype("float64").to_numpy()
+        p = np.clip(1.0 - np.nan_to_num(on_time, nan=np.nanmean(on_time)), 0.0, 1.0)
+        return np.column_stack([1 - p, p])
+
+
+def logistic_baseline(random_state: int = 7) -> Pipeline:
+    """Logistic regression on the same features: numbers imputed (with a missing flag) and
+    standardised, categories and booleans one-hot."""
+    specs = features()
+    numeric = [s.name for s in specs if s.dtype in ("float64", "int64")]
+    discrete = [s.name for s in specs if s.dtype in ("category", "bool")]
+    columns = ColumnTransformer(
+        [
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                ),
+                numeric,
+            ),
+            ("discrete", OneHotEncoder(handle_unknown="ignore"), discrete),
+        ]
+    )
+    return Pipeline(
+        [
+            ("as_text", FunctionTransformer(discrete_as_text)),
+            ("columns", columns),
+            ("model", LogisticRegression(max_iter=2000, random_state=random_state)),
+        ]
+    )
+
+
+def discrete_as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Booleans and categories as strings, so the one-hot encoder sees one kind of value."""
+    out = frame.copy()
+    for spec in features():
+        if spec.dtype in ("category", "bool"):
+            out[spec.name] = out[spec.name].astype("string").fillna("missing").astype(object)
+    return out

@@ -1,0 +1,96 @@
+"""Reason codes: the features that pushed one line's risk up, in a planner's words.
+
+The contributions come from the model itself (LightGBM's ``pred_contrib``, exact TreeSHAP values
+on the log-odds scale), so a reason is what the model used, not a story told beside it. Each
+feature has a sentence with its value in it; a feature without one is named as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+PHRASES: dict[str, str] = {
+    "promised_ship_lead_bdays": "promised to ship in {value:.0f} business days",
+    "promised_delivery_lead_bdays": "promised to arrive in {value:.0f} business days",
+    "needs_backorder": "part of the line waits for a receipt (backorder)",
+    "credit_hold": "the order is on credit hold",
+    "transfer": "fulfilled from a location other than the customer's home location",
+    "split": "the line is split across locations",
+    "stock_cover": "stock cover at the fulfilling location is {value:.2f}x the quantity",
+    "pick_backlog_lines": "{value:.0f} lines wait to be picked at the fulfilling location",
+    "pick_backlog_ratio": "pick backlog at the fulfilling location is {value:.1f}x its daily capacity",
+    "location_ontime_ship_rate_14d": "the location shipped {value:.0%} on time in the last 14 days",
+    "location_ontime_ship_rate_56d": "the location shipped {value:.0%} on time in the last 56 days",
+    "location_shipped_lines_56d": "the location shipped {value:.0f} lines in the last 56 days",
+    "lane_transit_days": "the lane's transit is {value:.0f} business days",
+    "lane_ontime_delivery_rate_28d": "the carrier lane delivered {value:.0%} on time in 28 days",
+    "lane_ontime_delivery_rate_90d": "the carrier lane delivered {value:.0%} on time in 90 days",
+    "lane_transit_spread_28d": "the lane's transit varies by {value:.1f} business days (28 days)",
+    "lane_transit_spread_90d": "the lane's transit varies by {value:.1f} business days (90 days)",
+    "expedite": "the line travels express",
+    "supplier_days_late_56d": "the supplier's receipts ran {value:.1f} days late over 56 days",
+    "customer_tier": "customer tier {value}",
+    "channel": "ordered through {value}",
+    "ship_region": "ships to region {value}",
+    "order_lines": "the order has {value:.0f} lines",
+    "order_units": "the order has {value:.0f} units",
+    "order_weight_kg": "the order weighs {value:.0f} kg",
+    "order_value": "the order is worth {value:,.0f}",
+    "line_units": "the line is for {value:.0f} units",
+    "entry_weekday": "entered on weekday {value:.0f} (0 = Monday)",
+    "days_to_month_end": "{value:.0f} days to month end",
+    "days_to_quarter_end": "{value:.0f} days to quarter end",
+    "holiday_within_2bd": "a holiday falls within two business days",
+    "peak_season": "peak season",
+    "product_category": "product category {value}",
+    "abc_class": "ABC class {value}",
+}
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    value: Any
+    contribution: float
+    """Added log-odds of lateness."""
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        value = self.value
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and np.isnan(value):
+            value = None
+        return {
+            "feature": self.feature,
+            "value": value,
+            "contribution": round(self.contribution, 4),
+            "text": self.text,
+        }
+
+
+def phrase(feature: str, value: Any) -> str:
+    template = PHRASES.get(feature)
+    if template is None or value is None or (isinstance(value, float) and np.isnan(value)):
+        return f"{feature} = {value}"
+    try:
+        return template.format(value=value)
+    except (ValueError, TypeError):
+        return f"{feature} = {value}"
+
+
+def top_reasons(
+    contributions: np.ndarray, values: list[Any], names: list[str], limit: int = 3
+) -> list[Reason]:
+    """The ``limit`` features that raised this line's risk the most (positive contributions only;
+    the bias column, last in ``pred_contrib``'s output, is not a reason)."""
+    per_feature = contributions[: len(names)]
+    order = np.argsort(-per_feature, kind="mergesort")
+    return [
+        Reason(names[i], values[i], float(per_feature[i]), phrase(names[i], values[i]))
+        for i in order[:limit]
+        if per_feature[i] > 0
+    ]
