@@ -2,8 +2,11 @@
 checks to the written frame.
 
 Every refusal a user can cause (an unknown set, an empty or reversed window, a database with no
-order lines in the window, a frame that fails its checks) is a domain error naming the field and
-the value, raised before anything is written.
+order lines in the window, an unknown engine or an unreachable Dask scheduler, a frame that fails
+its checks) is a domain error naming the field and the value, raised before anything is written.
+
+Two engines compute the same frame: ``pandas`` (the default, in this process) and ``dask`` (time
+chunks on a Dask cluster, :mod:`features.dask_engine`, imported only when asked for).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -22,6 +26,11 @@ from erp_core.db.models import OrderLine
 from erp_core.domain.calendar import BusinessCalendar
 from erp_core.domain.errors import InvalidValue
 from features.registry import FeatureSet, feature_set
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ENGINES = ("pandas", "dask")
 
 Step = Callable[[str], None]
 """Told the name of each step as it starts (the CLI shows it as progress)."""
@@ -39,6 +48,7 @@ class BuildResult:
     load_seconds: float
     compute_seconds: float
     write_seconds: float
+    engine: str = "pandas"
 
     @property
     def lines_per_second(self) -> float:
@@ -106,6 +116,20 @@ def check_request(
     return declared, window
 
 
+def check_engine(name: str, engine: str, scheduler: str | None) -> None:
+    """The engine is one of :data:`ENGINES`, a scheduler comes only with ``dask``, and ``dask``
+    only for a set it is proven on."""
+    feature_set(name)  # an unknown set is named as such first
+    if engine not in ENGINES:
+        raise InvalidValue("engine", engine, f"use one of {', '.join(ENGINES)}")
+    if scheduler is not None and engine != "dask":
+        raise InvalidValue("scheduler", scheduler, "a scheduler is only used with engine dask")
+    if engine == "dask":
+        from features.dask_engine import check_dask_set
+
+        check_dask_set(name)
+
+
 def build_feature_set(
     name: str,
     database_url: str,
@@ -114,26 +138,82 @@ def build_feature_set(
     out_dir: Path,
     calendar: BusinessCalendar,
     step: Step | None = None,
+    engine: str = "pandas",
+    scheduler: str | None = None,
 ) -> BuildResult:
     """Build the frame of feature set ``name`` for rows in ``[start, end)`` from the ERP at
-    ``database_url``, validate it and write it with its manifest into ``out_dir``."""
-    from features.history import load_history  # pandas loads only when building
-    from features.store import write_frame
+    ``database_url``, validate it and write it with its manifest into ``out_dir``.
 
+    ``engine="dask"`` computes it on the Dask scheduler at ``scheduler`` (an address such as
+    ``tcp://10.0.0.5:8786``), or without one on a LocalCluster started for the build and closed
+    after it; the frame is the same bit for bit."""
     announce = step or (lambda _name: None)
+    check_engine(name, engine, scheduler)
     declared, window = check_request(name, database_url, start, end)
+    if engine == "dask":
+        from features.dask_engine import dask_client
+
+        announce(
+            "connecting to the Dask scheduler" if scheduler else "starting a local Dask cluster"
+        )
+        with dask_client(scheduler) as client:
+            frame, seconds = _compute(declared, database_url, window, calendar, announce, client)
+    else:
+        frame, seconds = _compute(declared, database_url, window, calendar, announce, None)
+    return _write(declared, frame, window, database_url, out_dir, announce, seconds, engine)
+
+
+def _compute(
+    declared: FeatureSet,
+    database_url: str,
+    window: tuple[datetime, datetime],
+    calendar: BusinessCalendar,
+    announce: Step,
+    client: Any,
+) -> tuple[pd.DataFrame, tuple[float, float]]:
+    """The frame (on ``client``'s cluster when given) and the seconds to load and to compute."""
+    from features.history import load_history  # pandas loads only when building
+
     announce("loading history")
     started = time.perf_counter()
     history = load_history(database_url)
     loaded = time.perf_counter()
-    announce("computing features")
-    frame = declared.load_builder()(history, window[0], window[1], calendar)
+    if client is None:
+        announce("computing features")
+        frame = declared.load_builder()(history, window[0], window[1], calendar)
+    else:
+        from features.dask_engine import dask_frame
+
+        announce("computing features on Dask")
+        frame = dask_frame(declared, history, window[0], window[1], calendar, client)
     computed = time.perf_counter()
     if frame.empty:
         raise _nothing_in_window(declared, *window)
+    return frame, (loaded - started, computed - loaded)
+
+
+def _write(
+    declared: FeatureSet,
+    frame: pd.DataFrame,
+    window: tuple[datetime, datetime],
+    database_url: str,
+    out_dir: Path,
+    announce: Step,
+    seconds: tuple[float, float],
+    engine: str,
+) -> BuildResult:
+    from features.store import write_frame
+
     announce("validating and writing")
+    started = time.perf_counter()
     written = write_frame(
-        frame, declared, out_dir, start=window[0], end=window[1], source_url=database_url
+        frame,
+        declared,
+        out_dir,
+        start=window[0],
+        end=window[1],
+        source_url=database_url,
+        engine=engine,
     )
     return BuildResult(
         feature_set=declared.name,
@@ -143,9 +223,10 @@ def build_feature_set(
         end=window[1],
         frame_path=written.frame_path,
         manifest_path=written.manifest_path,
-        load_seconds=loaded - started,
-        compute_seconds=computed - loaded,
-        write_seconds=time.perf_counter() - computed,
+        load_seconds=seconds[0],
+        compute_seconds=seconds[1],
+        write_seconds=time.perf_counter() - started,
+        engine=engine,
     )
 
 

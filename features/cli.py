@@ -66,17 +66,26 @@ def build(
     database_url: str | None = typer.Option(
         None, help="Read this database instead of ERPX_DATABASE_URL."
     ),
+    engine: str = typer.Option(
+        "pandas", help="pandas (this process) or dask (time chunks on a Dask cluster)."
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (engine dask; without it a "
+        "local cluster of 2 workers runs for the build).",
+    ),
 ) -> None:
     """Build a point-in-time frame from the ERP history, validate it, and write it with its
     manifest."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from features.build import build_feature_set, check_request
+    from features.build import build_feature_set, check_engine, check_request
 
     settings = settings_of(ctx)
     url = database_url or settings.database_url
     calendar = load_policy(settings.policy_path).calendar
-    check_request(set_name, url, start.date(), end.date())  # refusals before any progress shows
+    check_engine(set_name, engine, scheduler)  # refusals before any progress shows
+    check_request(set_name, url, start.date(), end.date())
     columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(f"{set_name}: starting", total=None)
@@ -85,7 +94,15 @@ def build(
             progress.update(task, description=f"{set_name}: {name}")
 
         result = build_feature_set(
-            set_name, url, start.date(), end.date(), out, calendar, step=step
+            set_name,
+            url,
+            start.date(),
+            end.date(),
+            out,
+            calendar,
+            step=step,
+            engine=engine,
+            scheduler=scheduler,
         )
     summary = Table(title="feature frame", title_justify="left", show_header=False)
     summary.add_column("what")
@@ -96,6 +113,7 @@ def build(
         ("window", f"{result.start.date()} .. {result.end.date()} (end exclusive)"),
         ("rows", f"{result.rows:,}"),
         ("features", f"{result.features}"),
+        ("engine", result.engine if scheduler is None else f"{result.engine} at {scheduler}"),
         ("frame", str(result.frame_path)),
         ("manifest", str(result.manifest_path)),
         (

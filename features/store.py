@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -44,6 +44,8 @@ class Manifest:
     built_at: str
     frame_file: str
     frame_sha256: str
+    engine: str = "pandas"
+    """What computed the frame: ``pandas`` or ``dask`` (the same values either way)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +72,7 @@ def write_frame(
     start: datetime,
     end: datetime,
     source_url: str,
+    engine: str = "pandas",
 ) -> WrittenFrame:
     """Validate ``frame`` (raising ``FrameInvalid``, nothing written), then write it and its
     manifest into ``out_dir``."""
@@ -81,6 +84,7 @@ def write_frame(
     try:
         frame.to_parquet(staged, index=False, engine="pyarrow")
         manifest = _manifest(frame, feature_set, start, end, source_url, frame_path, staged)
+        manifest = replace(manifest, engine=engine)
         staged_manifest.write_text(json.dumps(manifest.as_dict(), indent=2) + "\n", "utf-8")
         os.replace(staged, frame_path)
         os.replace(staged_manifest, manifest_path)
