@@ -61,7 +61,8 @@ class FrameEncoder:
     def _column(self, values: pd.Series, spec: FeatureSpec) -> np.ndarray:
         if spec.dtype == "category":
             levels = pd.Index(self.levels_[spec.name])
-            codes = levels.get_indexer(values.astype("string").to_numpy(dtype=object, na_value=None))
+            text = values.astype("string").to_numpy(dtype=object, na_value=None)
+            codes = levels.get_indexer(text)
             return np.where(codes >= 0, codes, np.nan)
         if spec.dtype == "bool":
             return values.astype("float64").to_numpy()

@@ -126,7 +126,7 @@ def train_late_shipment(
         run_id=run_id,
         window=window.describe(),
         slices=data.slices.as_dict(),
-        rows={name: len(data.part(name)) for name in ("train", "validation", "calibration", "test")},
+        rows={name: len(data.part(name)) for name in data.slices.as_dict()},
         unlabelled_rows=data.unlabelled_rows,
         best_iteration=model.best_iteration_,
         scores=scores,
@@ -250,9 +250,7 @@ def _log_run(
             )
         if data.manifest_path is not None:
             mlflow.log_dict(json.loads(data.manifest_path.read_text()), "feature_manifest.json")
-        mlflow.log_dict(
-            {name: s.as_dict() for name, s in scores.items()}, "test_scores.json"
-        )
+        mlflow.log_dict({name: s.as_dict() for name, s in scores.items()}, "test_scores.json")
         drawn = {k: v for k, v in probabilities.items()}
         for name, figure in (
             ("calibration.png", plots.calibration_figure(outcomes, drawn)),
@@ -276,6 +274,4 @@ def _requirements() -> list[str]:
     """Pinned from this environment, so MLflow does not spend seconds inferring them."""
     from importlib.metadata import version
 
-    return [
-        f"{name}=={version(name)}" for name in ("lightgbm", "scikit-learn", "pandas", "numpy")
-    ]
+    return [f"{name}=={version(name)}" for name in ("lightgbm", "scikit-learn", "pandas", "numpy")]

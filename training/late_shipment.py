@@ -177,9 +177,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         contributions = self.contributions(matrix)
         names = self.encoder_.names
         values = X[names].astype(object).to_numpy()
-        return [
-            top_reasons(contributions[i], list(values[i]), names, limit) for i in range(len(X))
-        ]
+        return [top_reasons(contributions[i], list(values[i]), names, limit) for i in range(len(X))]
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -82,7 +82,7 @@ def recall_at_budget(outcomes: np.ndarray, probabilities: np.ndarray, budget: fl
     Ties at the threshold are broken by position (a stable sort of the negated score), so a
     constant score catches positives only in proportion to the budget, as chance would."""
     y = np.asarray(outcomes, dtype=bool)
-    flagged = max(1, int(round(budget * len(y))))
+    flagged = max(1, round(budget * len(y)))
     order = np.argsort(-np.asarray(probabilities, dtype=np.float64), kind="mergesort")
     return float(y[order[:flagged]].sum() / max(y.sum(), 1))
 

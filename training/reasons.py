@@ -21,7 +21,7 @@ PHRASES: dict[str, str] = {
     "split": "the line is split across locations",
     "stock_cover": "stock cover at the fulfilling location is {value:.2f}x the quantity",
     "pick_backlog_lines": "{value:.0f} lines wait to be picked at the fulfilling location",
-    "pick_backlog_ratio": "pick backlog at the fulfilling location is {value:.1f}x its daily capacity",
+    "pick_backlog_ratio": "pick backlog at the location is {value:.1f}x its daily pick capacity",
     "location_ontime_ship_rate_14d": "the location shipped {value:.0%} on time in the last 14 days",
     "location_ontime_ship_rate_56d": "the location shipped {value:.0%} on time in the last 56 days",
     "location_shipped_lines_56d": "the location shipped {value:.0f} lines in the last 56 days",
