@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import lazyload
 
 from erp_core.db.models import (
     ExceptionCase,
@@ -39,7 +40,7 @@ from erp_core.db.uow import UnitOfWork
 from erp_core.domain.calendar import BusinessCalendar
 from erp_core.domain.errors import DomainError
 from erp_core.policy import Actor
-from erp_core.services import fulfilment, purchasing, returns, transfers
+from erp_core.services import fulfilment_batch, purchasing, returns, transfers
 from erp_core.services.exceptions import resolve_exception
 from erp_core.services.inventory import record_cycle_count
 from erp_core.services.master_data import load_master_data
@@ -648,62 +649,91 @@ class Simulation:
                     self.ship_plan[self.calendar.add_business_days(today, 1)].append(line_id)
                 continue
             groups[(row.order_id, row.location_id or "", row.lane_id or 0)].append(line_id)
-        for (order_id, _location, _lane), line_ids in sorted(groups.items()):
-            self._ship(order_id, line_ids, today)
+        self._ship(sorted(groups.items()), today)
 
-    def _ship(self, order_id: int, line_ids: list[int], today: date) -> None:
-        picked = self._attempt(
-            fulfilment.pick,
+    def _ship(self, groups: list[tuple[tuple[int, str, int], list[int]]], today: date) -> None:
+        """Pick each group (one order's lines at one location on one lane) into a shipment,
+        then pack and hand all of them to the carriers: two batch calls for the evening."""
+        if not groups:
+            return
+        picked = self._attempt_each(
+            fulfilment_batch.pick_orders,
             LOGISTICS,
-            order_id=order_id,
-            picks={i: self.plans[i].quantity for i in line_ids},
+            requests=[
+                fulfilment_batch.PickRequest(order_id, {i: self.plans[i].quantity for i in ids})
+                for (order_id, _location, _lane), ids in groups
+            ],
             now=at(today, 19, 30),
         )
-        if picked is None:
-            return
-        shipment = picked.shipment_id
-        for event, minute in (("packed", 45), ("shipped", 59)):
-            self._attempt(
-                fulfilment.record_shipment_event,
-                LOGISTICS,
-                shipment_id=shipment,
-                event_type=event,
-                occurred_at=at(today, 19, minute),
-                now=at(today, 20),
-            )
-        self.counters.shipments += 1
-        self.shipment_lines[shipment] = line_ids
-        deliver_on = today
-        for line_id in line_ids:
-            plan = self.plans[line_id]
-            plan.shipped_on = today
-            transit = self.lanes[plan.lane_id].transit_days + plan.transit_delay
-            deliver_on = max(deliver_on, self.calendar.add_business_days(today, transit))
-            self.backlog[plan.location] -= 1
-        self.deliveries[deliver_on].append(shipment)
+        shipped = [
+            (result.shipment_id, line_ids)
+            for result, (_key, line_ids) in zip(picked, groups, strict=True)
+            if result is not None
+        ]
+        self._attempt_each(
+            fulfilment_batch.record_shipment_events,
+            LOGISTICS,
+            events=[
+                fulfilment_batch.MilestoneRequest(shipment, event, at(today, 19, minute))
+                for shipment, _ids in shipped
+                for event, minute in (("packed", 45), ("shipped", 59))
+            ],
+            now=at(today, 20),
+        )
+        for shipment, line_ids in shipped:
+            self.counters.shipments += 1
+            self.shipment_lines[shipment] = line_ids
+            deliver_on = today
+            for line_id in line_ids:
+                plan = self.plans[line_id]
+                plan.shipped_on = today
+                transit = self.lanes[plan.lane_id].transit_days + plan.transit_delay
+                deliver_on = max(deliver_on, self.calendar.add_business_days(today, transit))
+                self.backlog[plan.location] -= 1
+            self.deliveries[deliver_on].append(shipment)
+
+    def _attempt_each(self, act: Callable[..., list[Any]], *args: Any, **kwargs: Any) -> list[Any]:
+        """Call a batch service; each refused act in it is counted and stands as None."""
+        outcomes = act(self.uow, *args, **kwargs)
+        for index, outcome in enumerate(outcomes):
+            if isinstance(outcome, DomainError):
+                self.counters.refused[f"{act.__name__}:{outcome.code}"] += 1
+                outcomes[index] = None
+        return outcomes
 
     def _deliver(self, today: date) -> None:
-        for shipment in self.deliveries.pop(today, []):
-            planned = self.uow.session.get(Shipment, shipment)
-            assert planned is not None
+        due = self.deliveries.pop(today, [])
+        if not due:
+            return
+        planned = {
+            shipment.id: shipment.planned_freight_cost
+            for shipment in self.uow.session.execute(
+                select(Shipment).where(Shipment.id.in_(due)).options(lazyload(Shipment.lines))
+            ).scalars()
+        }
+        events = []
+        for shipment in due:
             factor = Decimal(str(round(float(self.rng.uniform(0.95, 1.2)), 3)))
-            cost = (planned.planned_freight_cost * factor).quantize(Decimal("0.01"))
-            done = self._attempt(
-                fulfilment.record_shipment_event,
-                LOGISTICS,
-                shipment_id=shipment,
-                event_type="delivered",
-                occurred_at=at(today, 11),
-                now=at(today, 11, 5),
-                details={"freight_cost": str(cost)},
+            cost = (planned[shipment] * factor).quantize(Decimal("0.01"))
+            events.append(
+                fulfilment_batch.MilestoneRequest(
+                    shipment, "delivered", at(today, 11), {"freight_cost": str(cost)}
+                )
             )
-            if done is None:
+        done = self._attempt_each(
+            fulfilment_batch.record_shipment_events,
+            LOGISTICS,
+            events=events,
+            now=at(today, 11, 5),
+        )
+        for shipment, result in zip(due, done, strict=True):
+            if result is None:
                 continue
             for line_id in self.shipment_lines.pop(shipment, []):
                 self.plans[line_id].delivered_on = today
                 if self.rng.random() < RETURN_RATE:
-                    due = self.calendar.add_business_days(today, int(self.rng.integers(3, 15)))
-                    self.returns_due[due].append(("authorise", line_id))
+                    due_on = self.calendar.add_business_days(today, int(self.rng.integers(3, 15)))
+                    self.returns_due[due_on].append(("authorise", line_id))
 
     def _cancellations(self, today: date) -> None:
         for line_id in self.cancel_on.pop(today, []):
