@@ -165,6 +165,41 @@ def trailing_totals(
     return results
 
 
+def events_before(
+    event_keys: np.ndarray,
+    event_times: np.ndarray,
+    query_keys: np.ndarray,
+    query_times: np.ndarray,
+    depth: int,
+) -> np.ndarray:
+    """Per query row, the positions (in the event arrays) of its key's last ``depth`` events
+    strictly before ``t``, newest first: an ``(n, depth)`` int64 array, -1 where the key had
+    fewer (or the row has no key). Events at the same moment keep their given order, the later
+    one counting as newer.
+
+    What :func:`trailing_totals` is to sums, this is to values that do not add up (the last
+    price paid, a median of the last few): the same sort and one binary search per row.
+    """
+    query_keys = np.asarray(query_keys, dtype=np.int64)
+    query_times = np.asarray(query_times, dtype=np.int64)
+    found = np.full((len(query_keys), depth), -1, dtype=np.int64)
+    if len(event_keys) == 0 or len(query_keys) == 0:
+        return found
+    has_key = query_keys >= 0
+    safe_keys = np.where(has_key, query_keys, 0)
+    n_keys = int(max(np.max(event_keys), query_keys.max())) + 1
+    encode = _Encoder(n_keys, [np.asarray(event_times, dtype=np.int64), query_times])
+    codes = encode(np.asarray(event_keys, dtype=np.int64), np.asarray(event_times))
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    upper = np.searchsorted(sorted_codes, encode(safe_keys, query_times), side="left")
+    lower = np.searchsorted(sorted_codes, encode.block_start(safe_keys), side="left")
+    positions = upper[:, None] - np.arange(1, depth + 1)[None, :]
+    valid = (positions >= lower[:, None]) & has_key[:, None]
+    found[valid] = order[positions[valid]]
+    return found
+
+
 def level_before(
     event_keys: np.ndarray,
     event_times: np.ndarray,

@@ -38,6 +38,7 @@ from erp_core.db.models import (
     Location,
     OrderLine,
     PriceDecision,
+    PriceListEntry,
     Product,
     PurchaseOrder,
     PurchaseOrderLine,
@@ -63,7 +64,7 @@ class History:
     customers: pd.DataFrame
     """customer_id, tier, home_location_id"""
     products: pd.DataFrame
-    """sku, category, abc_class, weight_kg, supplier_id"""
+    """sku, category, abc_class, weight_kg, supplier_id, unit_cost"""
     locations: pd.DataFrame
     """location_id, pick_capacity_per_day, timezone"""
     lanes: pd.DataFrame
@@ -73,7 +74,8 @@ class History:
     first_promises: pd.DataFrame
     """line_id, promised_ship_date, promised_delivery_date, decided_at (the line's first row)"""
     first_prices: pd.DataFrame
-    """line_id, unit_price (the line's first price decision)"""
+    """line_id, unit_price, list_price, tier_price (after quantity breaks), price_source
+    (price_list | override): the line's first price decision, made at its capture"""
     stock_moves: pd.DataFrame
     """sku, location_id, available_delta (+on hand, -reserved), occurred_at"""
     milestones: pd.DataFrame
@@ -85,6 +87,9 @@ class History:
     ``split_line``, the only way a line is created after its order's capture"""
     expedites: pd.DataFrame
     """line_id, requested_at, approved_at (int64 microseconds, -1 when not approved)"""
+    price_list: pd.DataFrame
+    """tier, sku, min_quantity, unit_price, valid_from (days): the tier price lists as they are
+    now (master data; an entry's ``valid_from`` is what makes it point in time)"""
 
     def table_sizes(self) -> dict[str, int]:
         return {f.name: len(getattr(self, f.name)) for f in fields(self)}
@@ -121,6 +126,7 @@ def load_history(source: Engine | str) -> History:
                 receipts=reader.receipts(),
                 splits=reader.splits(),
                 expedites=reader.expedites(),
+                price_list=reader.price_list(),
             )
     finally:
         if isinstance(source, str):
@@ -182,6 +188,7 @@ def load_history_since(source: Engine, since: Mapping[str, IdRange]) -> History:
                 ["line_id", "parent_line_id", "occurred_at", "quantity", "kept_quantity"]
             ),
             expedites=_empty(["line_id", "requested_at", "approved_at"]),
+            price_list=reader.price_list(),
         )
 
 
@@ -289,6 +296,7 @@ class _Reader:
                 Product.abc_class,
                 cast(Product.weight_kg, Float).label("weight_kg"),
                 Product.preferred_supplier_id.label("supplier_id"),
+                cast(Product.unit_cost, Float).label("unit_cost"),
             )
         )
 
@@ -343,8 +351,24 @@ class _Reader:
         first = select(func.min(PriceDecision.id)).group_by(PriceDecision.line_id)
         return self.frame(
             select(
-                PriceDecision.line_id, cast(PriceDecision.unit_price, Float).label("unit_price")
+                PriceDecision.line_id,
+                cast(PriceDecision.unit_price, Float).label("unit_price"),
+                cast(PriceDecision.list_price, Float).label("list_price"),
+                cast(PriceDecision.tier_price, Float).label("tier_price"),
+                PriceDecision.source.label("price_source"),
             ).where(PriceDecision.id.in_(first))
+        )
+
+    def price_list(self) -> pd.DataFrame:
+        return self.frame(
+            select(
+                PriceListEntry.tier,
+                PriceListEntry.sku,
+                PriceListEntry.min_quantity,
+                cast(PriceListEntry.unit_price, Float).label("unit_price"),
+                self.raw(PriceListEntry.valid_from).label("valid_from"),
+            ).order_by(PriceListEntry.id),
+            days=("valid_from",),
         )
 
     def stock_moves(self) -> pd.DataFrame:

@@ -108,19 +108,26 @@ def to_micros(moment: date | datetime) -> int:
 def entry_rows(history: History, start: int, end: int) -> pd.DataFrame:
     """Lines entered in ``[start, end)`` that were created by their order's capture, with what
     the ERP knew of each at the end of its capture."""
+    rows = captured_lines(history, start, end)
+    rows["state_at_entry"] = _state_at_entry(rows, history.state_changes)
+    at_location = rows["state_at_entry"].isin((LineState.ALLOCATED, LineState.BACKORDERED))
+    rows["location_at_entry"] = rows["location_id"].where(at_location)
+    rows = _with_order_context(rows, history)
+    rows["lane_at_entry"] = _lane_at_entry(rows, history)
+    rows["expedite_asked"] = _expedite_asked_by_entry(rows, history.expedites)
+    rows["entry_day"] = cal.local_days(rows["entered_at"].to_numpy(), _entry_zone(rows, history))
+    return rows
+
+
+def captured_lines(history: History, start: int, end: int) -> pd.DataFrame:
+    """The lines entered in ``[start, end)`` that their order's capture created (the entry
+    events), each with ``line_units``: its quantity at entry, later splits added back."""
     lines = history.lines
     entered = lines["entered_at"]
     in_window = (entered >= start) & (entered < end)
     rows = lines.loc[in_window & ~_created_after_entry(lines, history.splits)]
     rows = rows.reset_index(drop=True)
-    rows["state_at_entry"] = _state_at_entry(rows, history.state_changes)
-    at_location = rows["state_at_entry"].isin((LineState.ALLOCATED, LineState.BACKORDERED))
-    rows["location_at_entry"] = rows["location_id"].where(at_location)
     rows["line_units"] = _units_at_entry(rows, history.splits)
-    rows = _with_order_context(rows, history)
-    rows["lane_at_entry"] = _lane_at_entry(rows, history)
-    rows["expedite_asked"] = _expedite_asked_by_entry(rows, history.expedites)
-    rows["entry_day"] = cal.local_days(rows["entered_at"].to_numpy(), _entry_zone(rows, history))
     return rows
 
 

@@ -91,7 +91,7 @@ def frame_problems(frame: pd.DataFrame, feature_set: FeatureSet) -> list[Problem
     if problems:
         return problems
     key_values = frame[feature_set.keys[0].name]
-    problems.extend(_duplicate_keys(key_values))
+    problems.extend(_duplicate_keys(frame, feature_set))
     for spec in feature_set.columns:
         problems.extend(_column_problems(frame[spec.name], spec, key_values))
     return problems
@@ -111,11 +111,15 @@ def _schema_problems(present: list[str], declared: list[str]) -> list[Problem]:
     return problems
 
 
-def _duplicate_keys(keys: pd.Series) -> list[Problem]:
-    duplicated = keys[keys.duplicated(keep=False)]
-    if duplicated.empty:
+def _duplicate_keys(frame: pd.DataFrame, feature_set: FeatureSet) -> list[Problem]:
+    """Rows whose key columns together repeat (a line id alone; a SKU, location and day for a
+    demand row), named by the first key."""
+    names = [key.name for key in feature_set.keys]
+    repeated = frame.duplicated(names, keep=False).to_numpy()
+    if not repeated.any():
         return []
-    return [_rows_problem(str(keys.name), "the same entity appears twice", duplicated)]
+    keys = frame[names[0]]
+    return [_rows_problem(str(keys.name), "the same entity appears twice", keys[repeated])]
 
 
 def _column_problems(values: pd.Series, spec: ColumnSpec, keys: pd.Series) -> list[Problem]:

@@ -104,3 +104,17 @@ def test_a_shrunk_rate_moves_from_the_prior_to_the_evidence_as_events_accumulate
     assert rates[0] == pytest.approx(0.9)
     assert rates[1] == pytest.approx((5 + 18) / 30)
     assert abs(rates[2] - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_events_before_are_the_keys_last_events_strictly_before_t_newest_first(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 4, 300)
+    times = rng.integers(0, 500, 300)  # ties, on purpose: the later position counts as newer
+    query_keys = np.append(rng.integers(0, 6, 200), -1)  # 4, 5: no events; -1: no key
+    query_times = np.append(rng.integers(-10, 520, 200), 100)
+    found = asof.events_before(keys, times, query_keys, query_times, 3)
+    for row, (key, t) in enumerate(zip(query_keys, query_times, strict=True)):
+        before = [i for i in range(len(keys)) if keys[i] == key and times[i] < t and key >= 0]
+        newest = sorted(before, key=lambda i: (times[i], i), reverse=True)[:3]
+        assert found[row].tolist() == newest + [-1] * (3 - len(newest))
