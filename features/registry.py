@@ -115,10 +115,18 @@ AT_LOCATION = Check(0.0, None, max_null_share=0.5)
 """A value at the fulfilling location: null for a line held for credit (no location yet)."""
 
 
-def _line(
-    name: str, dtype: Dtype, group: str, description: str, check: Check = Check()
-) -> FeatureSpec:
-    return FeatureSpec(name, "order_line", dtype, description, group, check)
+def _declarer(entity: Entity) -> Callable[..., FeatureSpec]:
+    """``declare(name, dtype, group, description, check=Check())`` for features of ``entity``."""
+
+    def declare(
+        name: str, dtype: Dtype, group: str, description: str, check: Check = Check()
+    ) -> FeatureSpec:
+        return FeatureSpec(name, entity, dtype, description, group, check)
+
+    return declare
+
+
+_line = _declarer("order_line")
 
 
 LATE_SHIPMENT_FEATURES: tuple[FeatureSpec, ...] = (
@@ -367,7 +375,325 @@ LATE_SHIPMENT = FeatureSet(
     builder="features.late_shipment:late_shipment_frame",
 )
 
-FEATURE_SETS: dict[str, FeatureSet] = {LATE_SHIPMENT.name: LATE_SHIPMENT}
+# --- demand: a SKU at a location on a day --------------------------------------------------------
+
+SHARE = Check(0.0, 1.0)
+UNITS = Check(0.0, None)
+MAYBE_UNKNOWN = Check(0.0, None, max_null_share=1.0)
+"""A value null until its first event (an SKU's first order, a first price paid)."""
+
+
+_day = _declarer("sku_location_day")
+
+
+DEMAND_LAGS_DAYS = (1, 7, 14, 28)
+DEMAND_WINDOWS_DAYS = (7, 28, 91)
+
+DEMAND_FEATURES: tuple[FeatureSpec, ...] = (
+    *(
+        _day(
+            f"demand_lag_{days}d",
+            "int64",
+            "history",
+            f"Units ordered for the SKU at the location on the day {days} day(s) before (0 when "
+            "none, also before the pair was first seen).",
+            UNITS,
+        )
+        for days in DEMAND_LAGS_DAYS
+    ),
+    *(
+        feature
+        for days in DEMAND_WINDOWS_DAYS
+        for feature in (
+            _day(
+                f"demand_mean_{days}d",
+                "float64",
+                "history",
+                f"Mean units per day over [t-{days}d, t), counting only days since the pair was "
+                "first seen (a younger pair averages over fewer days).",
+                UNITS,
+            ),
+            _day(
+                f"demand_zero_share_{days}d",
+                "float64",
+                "history",
+                f"Share of the days in [t-{days}d, t) since the pair was first seen with no "
+                "units ordered.",
+                SHARE,
+            ),
+        )
+    ),
+    _day(
+        "demand_std_28d",
+        "float64",
+        "history",
+        "Population standard deviation of units per day over [t-28d, t) (days since first seen).",
+        UNITS,
+    ),
+    _day(
+        "days_seen_91d",
+        "int64",
+        "history",
+        "Days of history behind the windows: min(91, days since the pair was first seen).",
+        Check(1, 91),
+    ),
+    _day(
+        "adi_91d",
+        "float64",
+        "intermittency",
+        "Average demand interval over [t-91d, t): days seen / days with demand (null: none).",
+        Check(1.0, 91.0, max_null_share=1.0),
+    ),
+    _day(
+        "cv2_91d",
+        "float64",
+        "intermittency",
+        "Squared coefficient of variation of the non-zero daily units over [t-91d, t) "
+        "(population variance / mean^2; null: no demand).",
+        MAYBE_UNKNOWN,
+    ),
+    _day(
+        "intermittency_class",
+        "category",
+        "intermittency",
+        "Syntetos-Boylan class over [t-91d, t): smooth (ADI < 1.32, CV2 < 0.49), erratic "
+        "(ADI < 1.32), intermittent (CV2 < 0.49), lumpy; none without demand.",
+    ),
+    _day(
+        "item_age_days",
+        "float64",
+        "product",
+        "Days from the day of the SKU's first order line at any location to the day (null: no "
+        "order before t).",
+        Check(1.0, None, max_null_share=1.0),
+    ),
+    _day("weekday", "int64", "calendar", "Day of week of the day, 0 = Monday.", Check(0, 6)),
+    _day("month", "int64", "calendar", "Month of the day, 1-12.", Check(1, 12)),
+    _day(
+        "days_to_month_end",
+        "int64",
+        "calendar",
+        "Calendar days from the day to the last day of its month.",
+        Check(0, 30),
+    ),
+    _day("holiday", "bool", "calendar", "The day is a policy holiday."),
+    _day(
+        "peak_season",
+        "bool",
+        "calendar",
+        "The day is in the peak weeks (15 November to 24 December).",
+    ),
+    _day(
+        "promo_discount",
+        "float64",
+        "promotion",
+        "Mean over tiers of the price-list promotion in force on the day: 1 - price / the "
+        "price before it, for a one-unit price that cuts the previous one and is raised again by "
+        "a later entry (a temporary cut known in advance); 0 without one.",
+        Check(0.0, 1.0),
+    ),
+    _day(
+        "promo_discount_in_7d",
+        "float64",
+        "promotion",
+        "promo_discount as scheduled in the price list for the day 7 days later.",
+        Check(0.0, 1.0),
+    ),
+    _day(
+        "list_price",
+        "float64",
+        "price",
+        "Mean over tiers of the one-unit price-list price in force on the day (null: no entry).",
+        Check(0.0, None, max_null_share=0.5),
+    ),
+    _day(
+        "price_level_91d",
+        "float64",
+        "price",
+        "list_price / the units-weighted mean unit price paid for the SKU (any location) on lines "
+        "entered in [t-91d, t) (null: none paid).",
+        MAYBE_UNKNOWN,
+    ),
+    _day("location", "category", "location", "The location (the customers' home location)."),
+    _day("product_category", "category", "product", "The product's category."),
+    _day("abc_class", "category", "product", "The product's ABC class."),
+)
+
+DEMAND_LABELS: tuple[LabelSpec, ...] = (
+    LabelSpec(
+        "label_demand_units",
+        "float64",
+        "Units ordered for the SKU with the location as the customer's home location on lines "
+        "entered that day (UTC), cancelled ones included; null for a day not over by the "
+        "history's last event.",
+        Check(0.0, None, max_null_share=1.0),
+    ),
+)
+
+DEMAND = FeatureSet(
+    name="demand",
+    entity="sku_location_day",
+    description="One row per SKU x location x day (zero days included) from the day after the "
+    "pair was first seen (a stock movement or an order), as known at the day's UTC midnight.",
+    keys=(
+        KeySpec("sku", "category", "The SKU."),
+        KeySpec("location_id", "category", "The location."),
+        KeySpec("day", "datetime64[us, UTC]", "The moment t: midnight UTC starting the day."),
+    ),
+    features=DEMAND_FEATURES,
+    labels=DEMAND_LABELS,
+    builder="features.demand:demand_frame",
+)
+
+
+# --- pricing: a priced order line at its entry ----------------------------------------------------
+
+PRICE = Check(0.0, None)
+RECENT = Check(0.0, None, max_null_share=1.0)
+"""A value from earlier lines of the same customer or tier: null before the first."""
+
+
+_priced = _declarer("priced_line")
+
+
+PRICING_FEATURES: tuple[FeatureSpec, ...] = (
+    _priced("list_price", "float64", "price", "The product's list price at entry.", PRICE),
+    _priced(
+        "tier_price",
+        "float64",
+        "price",
+        "The customer's tier price for one unit in force on the entry date (UTC), else the list "
+        "price (as the ERP prices).",
+        PRICE,
+    ),
+    _priced(
+        "quantity_break_price",
+        "float64",
+        "price",
+        "The tier price for the line's quantity (best quantity break reached) at entry.",
+        PRICE,
+    ),
+    _priced(
+        "quantity_break_discount",
+        "float64",
+        "price",
+        "1 - quantity_break_price / tier_price.",
+        Check(None, 1.0),
+    ),
+    _priced("unit_price", "float64", "price", "The unit price charged at entry.", PRICE),
+    _priced(
+        "discount_vs_tier",
+        "float64",
+        "price",
+        "1 - unit_price / quantity_break_price (negative: charged above the price list).",
+        Check(None, 1.0),
+    ),
+    _priced(
+        "price_to_list",
+        "float64",
+        "price",
+        "unit_price / list_price.",
+        PRICE,
+    ),
+    _priced(
+        "discount_beyond_threshold",
+        "bool",
+        "price",
+        "The discount vs the quantity-break price exceeds the policy's approval threshold (it "
+        "needed approval, whoever entered it).",
+    ),
+    _priced(
+        "price_overridden",
+        "bool",
+        "price",
+        "The price was typed (override), not taken from the price list.",
+    ),
+    _priced("unit_cost", "float64", "cost", "The product's unit cost (master data).", PRICE),
+    _priced("price_cost_ratio", "float64", "cost", "unit_price / unit_cost.", PRICE),
+    _priced(
+        "customer_last_price",
+        "float64",
+        "customer_history",
+        "Unit price of the customer's last line of the SKU entered before t (null: none).",
+        RECENT,
+    ),
+    _priced(
+        "customer_median_price_5",
+        "float64",
+        "customer_history",
+        "Median unit price of the customer's last 5 lines of the SKU entered before t.",
+        RECENT,
+    ),
+    _priced(
+        "customer_price_count",
+        "int64",
+        "customer_history",
+        "Lines of the SKU the customer entered before t (all history).",
+        Check(0, None),
+    ),
+    _priced(
+        "price_to_customer_median",
+        "float64",
+        "customer_history",
+        "unit_price / customer_median_price_5.",
+        RECENT,
+    ),
+    _priced(
+        "tier_median_price_90d",
+        "float64",
+        "tier_history",
+        "Median unit price of the last 25 lines of the SKU by customers of the same tier entered "
+        "in [t-90d, t).",
+        RECENT,
+    ),
+    _priced(
+        "tier_price_count_90d",
+        "int64",
+        "tier_history",
+        "Lines of the SKU by customers of the same tier entered in [t-90d, t).",
+        Check(0, None),
+    ),
+    _priced(
+        "price_to_tier_median",
+        "float64",
+        "tier_history",
+        "unit_price / tier_median_price_90d.",
+        RECENT,
+    ),
+    _priced("line_units", "int64", "quantity", "Units on the line at entry.", Check(1, None)),
+    _priced(
+        "customer_usual_units",
+        "float64",
+        "quantity",
+        "Median units of the customer's last 5 lines of the SKU entered before t.",
+        RECENT,
+    ),
+    _priced(
+        "units_to_customer_usual",
+        "float64",
+        "quantity",
+        "line_units / customer_usual_units.",
+        RECENT,
+    ),
+    _priced("channel", "category", "customer", "The order's sales channel."),
+    _priced("customer_tier", "category", "customer", "The customer's tier (master data)."),
+    _priced("product_category", "category", "product", "The product's category."),
+)
+
+PRICING = FeatureSet(
+    name="pricing",
+    entity="priced_line",
+    description="One row per order line priced at capture, as known at its entry; labels are the "
+    "simulator's truth, joined by line_id (features.truth_labels.load_pricing_truth).",
+    keys=LINE_KEYS,
+    features=PRICING_FEATURES,
+    labels=(),
+    builder="features.pricing:pricing_frame",
+)
+
+FEATURE_SETS: dict[str, FeatureSet] = {
+    declared.name: declared for declared in (LATE_SHIPMENT, DEMAND, PRICING)
+}
 
 
 def feature_set(name: str) -> FeatureSet:

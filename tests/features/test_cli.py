@@ -39,9 +39,9 @@ def test_list_prints_every_feature_with_its_description_and_marks_the_labels() -
 
 
 def test_list_of_an_unknown_set_is_refused_naming_it() -> None:
-    result = runner.invoke(app, ["features", "list", "--set", "pricing"])
+    result = runner.invoke(app, ["features", "list", "--set", "promotions"])
     assert result.exit_code == 2
-    assert "set='pricing'" in result.output
+    assert "set='promotions'" in result.output
 
 
 def test_build_writes_the_frame_and_ends_with_a_summary(
@@ -85,9 +85,9 @@ def test_bad_windows_are_one_line_naming_the_field_exit_2_and_write_nothing(
 def test_an_unknown_set_and_a_malformed_date_are_refused_with_exit_code_2(tmp_path: Path) -> None:
     out = tmp_path / "frames"
     common = ["--start", "2025-01-06", "--end", "2025-02-03", "--out", str(out)]
-    unknown = runner.invoke(app, ["features", "build", "--set", "demand", *common])
+    unknown = runner.invoke(app, ["features", "build", "--set", "promotions", *common])
     assert unknown.exit_code == 2
-    assert "set='demand'" in unknown.output
+    assert "set='promotions'" in unknown.output
     malformed = runner.invoke(
         app, ["features", "build", "--set", "late_shipment", "--start", "2025-13-01", *common[2:]]
     )
