@@ -1,0 +1,98 @@
+"""The late-shipment estimator on a simulated world: it learns something real, says why, keeps the
+directions the business knows, and the same data and seed give the same model."""
+
+import numpy as np
+import pytest
+
+from erp_core.domain.errors import InvalidValue
+from training import late_shipment as ls
+from training.frames import choose_window, load_training_frame
+from training.jobs import _fit_baselines, _fit_model
+from training.metrics import score_classifier
+
+from .conftest import PLAN
+
+
+@pytest.fixture(scope="module")
+def data(training_world, calendar, tmp_path_factory):
+    window = choose_window(training_world.url, PLAN)
+    folder = tmp_path_factory.mktemp("frame")
+    return load_training_frame(
+        ls.FEATURE_SET, ls.LABEL, training_world.url, window, PLAN, calendar, folder
+    )
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return _fit_model(data, seed=7, params={})
+
+
+def test_the_model_ranks_late_lines_better_than_its_weakest_baseline(data, model):
+    test = data.part("test")
+    outcomes = test[ls.LABEL].to_numpy(dtype=bool)
+    ours = score_classifier(outcomes, model.predict_proba(test)[:, 1])
+    baselines = {
+        name: score_classifier(outcomes, baseline.predict_proba(test)[:, 1])
+        for name, baseline in _fit_baselines(data, seed=7).items()
+    }
+    weakest = min(baselines.values(), key=lambda s: s.roc_auc)
+    assert ours.roc_auc > weakest.roc_auc
+    assert ours.roc_auc > 0.55
+
+
+def test_the_same_data_and_seed_give_the_same_model(data, model):
+    again = _fit_model(data, seed=7, params={})
+    test = data.part("test")
+    assert again.best_iteration_ == model.best_iteration_
+    np.testing.assert_array_equal(again.predict_proba(test), model.predict_proba(test))
+
+
+def test_probabilities_are_probabilities(data, model):
+    p = model.predict_proba(data.part("test"))
+    assert p.shape[1] == 2
+    assert np.all((p >= 0) & (p <= 1))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("feature", "change"),
+    [
+        ("pick_backlog_ratio", lambda v: v + 3.0),
+        ("lane_ontime_delivery_rate_28d", lambda v: v * 0.5),
+        ("needs_backorder", lambda v: np.ones_like(v, dtype=bool)),
+    ],
+)
+def test_worse_conditions_never_lower_the_risk(data, model, feature, change):
+    test = data.part("test").copy()
+    before = model.predict_proba(test)[:, 1]
+    test[feature] = change(test[feature].to_numpy())
+    after = model.predict_proba(test)[:, 1]
+    assert np.all(after >= before - 1e-12)
+
+
+def test_reasons_name_features_that_raised_the_risk_in_words(data, model):
+    test = data.part("test")
+    risky = test.iloc[np.argsort(-model.predict_proba(test)[:, 1])[:20]]
+    reasons = model.reasons(risky)
+    assert len(reasons) == 20
+    assert all(row for row in reasons)
+    for row in reasons:
+        assert all(reason.contribution > 0 for reason in row)
+        assert all(reason.text and reason.feature in model.encoder_.names for reason in row)
+        assert [r.contribution for r in row] == sorted((r.contribution for r in row), reverse=True)
+
+
+def test_a_frame_missing_a_feature_is_refused_by_name(data, model):
+    with pytest.raises(InvalidValue, match="stock_cover"):
+        model.predict_proba(data.part("test").drop(columns="stock_cover"))
+
+
+def test_an_unknown_calibration_method_is_refused(data):
+    train = data.part("train")
+    with pytest.raises(InvalidValue, match="calibration"):
+        ls.LateShipmentModel(calibration="magic").fit(
+            train,
+            train[ls.LABEL],
+            eval_set=(train, train[ls.LABEL]),
+            calibration_set=(train, train[ls.LABEL]),
+        )

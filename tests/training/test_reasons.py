@@ -1,0 +1,24 @@
+import numpy as np
+
+from training.reasons import phrase, top_reasons
+
+NAMES = ["pick_backlog_ratio", "lane_ontime_delivery_rate_28d", "customer_tier", "mystery"]
+
+
+def test_reasons_are_the_features_that_raised_the_risk_most_in_words():
+    contributions = np.array([0.8, 0.3, -0.5, 0.1, -2.0])  # last column is the bias
+    reasons = top_reasons(contributions, [2.34, 0.71, "gold", 5], NAMES, limit=2)
+    assert [r.feature for r in reasons] == ["pick_backlog_ratio", "lane_ontime_delivery_rate_28d"]
+    assert reasons[0].text == "pick backlog at the location is 2.3x its daily pick capacity"
+    assert reasons[1].text == "the carrier lane delivered 71% on time in 28 days"
+
+
+def test_features_that_lowered_the_risk_are_never_reasons():
+    contributions = np.array([-0.8, -0.3, -0.5, 0.1, 3.0])
+    reasons = top_reasons(contributions, [2.0, 0.9, "gold", 5], NAMES, limit=3)
+    assert [r.feature for r in reasons] == ["mystery"]
+
+
+def test_a_feature_without_a_phrase_or_value_is_named_as_it_is():
+    assert phrase("mystery", 5) == "mystery = 5"
+    assert phrase("pick_backlog_ratio", float("nan")) == "pick_backlog_ratio = nan"
