@@ -17,7 +17,7 @@ runner = CliRunner()
 def test_help_lists_the_core_commands_and_the_features_group() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0, result.output
-    for command in ("init", "info", "simulate", "features"):
+    for command in ("init", "info", "simulate", "features", "train"):
         assert command in result.output
 
 
