@@ -80,16 +80,34 @@ def demand_frame(
         "location_id": rows["location_id"],
         "day": t,
         **history_columns(rows, found),
-        "item_age_days": item_age(rows, demand),
+        **per_sku_and_day(rows, history, demand),
         **calendar_columns(rows["day"].to_numpy(), cal.holiday_array(calendar)),
-        **promotion_columns(rows, history.price_list),
-        **price_level_columns(rows, history),
         "location": rows["location_id"],
         "product_category": products["category"],
         "abc_class": products["abc_class"],
         "label_demand_units": label(rows, daily, history),
     }
     return typed_frame(columns, DEMAND)
+
+
+def per_sku_and_day(rows: pd.DataFrame, history: History, demand: pd.DataFrame) -> Columns:
+    """The columns that depend on the SKU and the day only (item age, promotions, price level),
+    computed once per (SKU, day) and spread to the rows of every location."""
+    sku = pd.Categorical(rows["sku"])
+    key = sku.codes.astype(np.int64) * _DAY_SPAN + rows["day"].to_numpy()
+    unique, inverse = np.unique(key, return_inverse=True)
+    once = pd.DataFrame(
+        {
+            "sku": pd.Categorical.from_codes(unique // _DAY_SPAN, sku.categories),
+            "day": unique % _DAY_SPAN,
+        }
+    )
+    columns = {
+        "item_age_days": item_age(once, demand),
+        **promotion_columns(once, history.price_list),
+        **price_level_columns(once, history),
+    }
+    return {name: np.asarray(values)[inverse] for name, values in columns.items()}
 
 
 def _first_day_from(moment: int) -> int:

@@ -61,8 +61,10 @@ def pricing_frame(
         if approval_threshold_pct is None
         else approval_threshold_pct
     )
-    rows = priced_lines(history, to_micros(start), to_micros(end))
     paid = priced_lines(history, *EVERY_MOMENT)
+    entered = paid["entered_at"].to_numpy()
+    in_window = (entered >= to_micros(start)) & (entered < to_micros(end))
+    rows = paid.loc[in_window].reset_index(drop=True)
     columns: Columns = {
         "line_id": rows["line_id"].to_numpy(),
         "order_id": rows["order_id"].to_numpy(),
