@@ -37,14 +37,16 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _H
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from erp_core.db.engine import make_engine  # noqa: E402
 from erp_core.policy import load_policy  # noqa: E402
 from erp_core.settings import Settings  # noqa: E402
 from erp_core.simulate.profiles import get_profile  # noqa: E402
 from erp_core.simulate.run import simulate  # noqa: E402
+from erp_core.simulate.truth import simulated_runs  # noqa: E402
 from features.asof import MICROS_PER_DAY  # noqa: E402
 from features.history import History, load_history  # noqa: E402
 from features.late_shipment import late_shipment_frame  # noqa: E402
-from features.registry import LATE_SHIPMENT  # noqa: E402
+from features.registry import FEATURE_SETS, LATE_SHIPMENT, feature_set  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TARGET = "full late-shipment frame >= 100,000 lines/s on 2 cores, peak memory < 4 GiB"
@@ -60,7 +62,18 @@ def main() -> None:
     parser.add_argument(
         "--rows", type=int, nargs="*", default=[100_000, 1_000_000], help="Tiled frame sizes."
     )
+    parser.add_argument(
+        "--set",
+        dest="set_name",
+        default=LATE_SHIPMENT.name,
+        choices=sorted(FEATURE_SETS),
+        help="demand or pricing: that frame over the world's whole history (no tiling), "
+        "written to bench/results/features-<set>.json.",
+    )
     args = parser.parse_args()
+    if args.set_name != LATE_SHIPMENT.name:
+        main_for_set(args)
+        return
     with tempfile.TemporaryDirectory(prefix="erpx-bench-") as folder:
         world, url = _world(args, Path(folder))
         real = measure_real(url)
@@ -144,6 +157,74 @@ def _rates(rows: int, seconds: float) -> dict[str, Any]:
         "lines_per_second": round(rows / seconds),
         "feature_values_per_second": round(rows * len(LATE_SHIPMENT.features) / seconds),
     }
+
+
+# --- the demand and pricing sets -----------------------------------------------------------------
+
+
+def main_for_set(args: argparse.Namespace) -> None:
+    """The frame of ``args.set_name`` over a world's whole history, figures to
+    ``bench/results/features-<set>.json``."""
+    with tempfile.TemporaryDirectory(prefix="erpx-bench-") as folder:
+        world, url = _world(args, Path(folder))
+        world["simulated_runs"] = _simulated_runs(url)
+        measured = measure_set(args.set_name, url)
+    declared = feature_set(args.set_name)
+    figures = {
+        "benchmark": "features",
+        "feature_set": declared.name,
+        "entity": declared.entity,
+        "features": len(declared.features),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "world": world,
+        "from_the_database": measured,
+        "notes": [
+            "compute_seconds covers the frame from loaded history (load_seconds apart), one "
+            "process; the window is the history's first to last entry day.",
+            "The machine's 2 cores are shared with other work; repeated runs vary by about 10%.",
+        ],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"features-{declared.name}.json"
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(json.dumps(figures, indent=2))
+    print(f"written to {out}")
+
+
+def _simulated_runs(url: str) -> list[dict[str, Any]]:
+    """How the world was made (profile, days, seed of each simulation run in it)."""
+    engine = make_engine(url)
+    try:
+        runs = simulated_runs(engine)
+    finally:
+        engine.dispose()
+    return [{key: run[key] for key in ("profile", "days", "seed")} for run in runs]
+
+
+def measure_set(name: str, url: str) -> dict[str, Any]:
+    """Load the history, then build the set's frame over the days of its order entries."""
+    declared = feature_set(name)
+    started = time.perf_counter()
+    history = load_history(url)
+    loaded = time.perf_counter()
+    entered = history.lines["entered_at"]
+    days = (int(entered.min()) // MICROS_PER_DAY, int(entered.max()) // MICROS_PER_DAY + 1)
+    start, end = (datetime.fromtimestamp(d * 86_400, UTC) for d in days)
+    frame = declared.load_builder()(history, start, end, load_policy().calendar)
+    seconds = time.perf_counter() - loaded
+    figures = {
+        "window": {"start": start.date().isoformat(), "end": end.date().isoformat()},
+        "order_lines": len(history.lines),
+        "rows": len(frame),
+        "compute_seconds": round(seconds, 3),
+        "rows_per_second": round(len(frame) / seconds),
+        "feature_values_per_second": round(len(frame) * len(declared.features) / seconds),
+        "load_seconds": round(loaded - started, 3),
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+    print(f"{name}: {figures}", flush=True)
+    return figures
 
 
 # --- tiling --------------------------------------------------------------------------------------
