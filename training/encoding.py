@@ -60,10 +60,21 @@ class FrameEncoder:
 
     def _column(self, values: pd.Series, spec: FeatureSpec) -> np.ndarray:
         if spec.dtype == "category":
-            levels = pd.Index(self.levels_[spec.name])
-            text = values.astype("string").to_numpy(dtype=object, na_value=None)
-            codes = levels.get_indexer(text)
-            return np.where(codes >= 0, codes, np.nan)
+            return self._codes(values, pd.Index(self.levels_[spec.name]))
         if spec.dtype == "bool":
             return values.astype("float64").to_numpy()
         return pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
+
+    @staticmethod
+    def _codes(values: pd.Series, levels: pd.Index) -> np.ndarray:
+        """Training's code of each value; a categorical column is mapped through its own
+        categories (a handful) rather than value by value."""
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            own = values.cat.categories.astype(str)
+            mapped = levels.get_indexer(own).astype(np.float64)
+            mapped[mapped < 0] = np.nan
+            codes = values.cat.codes.to_numpy()
+            return np.where(codes >= 0, mapped[codes], np.nan)
+        text = values.astype("string").to_numpy(dtype=object, na_value=None)
+        found = levels.get_indexer(text)
+        return np.where(found >= 0, found, np.nan)

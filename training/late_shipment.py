@@ -28,7 +28,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from erp_core.domain.errors import InvalidValue
 from features.registry import FeatureSpec, feature_set
 from training.encoding import FrameEncoder
-from training.reasons import Reason, top_reasons
+from training.reasons import Reason, reasons_of_rows
 
 FEATURE_SET = "late_shipment"
 LABEL = "label_late_delivery"
@@ -195,10 +195,9 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
     def reasons(self, X: pd.DataFrame, limit: int = 3) -> list[list[Reason]]:
         """The features that pushed each row's risk up the most, in words."""
         matrix = self.encoder_.transform(X)
-        contributions = self.contributions(matrix)
         names = self.encoder_.names
-        values = X[names].astype(object).to_numpy()
-        return [top_reasons(contributions[i], list(values[i]), names, limit) for i in range(len(X))]
+        columns = {name: X[name].to_numpy(dtype=object) for name in names}
+        return reasons_of_rows(self.contributions(matrix), columns, names, limit)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -87,10 +87,28 @@ def top_reasons(
 ) -> list[Reason]:
     """The ``limit`` features that raised this line's risk the most (positive contributions only;
     the bias column, last in ``pred_contrib``'s output, is not a reason)."""
-    per_feature = contributions[: len(names)]
-    order = np.argsort(-per_feature, kind="mergesort")
-    return [
-        Reason(names[i], values[i], float(per_feature[i]), phrase(names[i], values[i]))
-        for i in order[:limit]
-        if per_feature[i] > 0
-    ]
+    columns = {
+        name: np.array([value], dtype=object) for name, value in zip(names, values, strict=True)
+    }
+    return reasons_of_rows(contributions.reshape(1, -1), columns, names, limit)[0]
+
+
+def reasons_of_rows(
+    contributions: np.ndarray, columns: dict[str, np.ndarray], names: list[str], limit: int = 3
+) -> list[list[Reason]]:
+    """``top_reasons`` for many rows at once: the ranking is one vectorised sort, and only the
+    ``limit`` chosen cells per row are turned into words."""
+    per_feature = contributions[:, : len(names)]
+    top = np.argsort(-per_feature, axis=1, kind="stable")[:, :limit]
+    chosen = np.take_along_axis(per_feature, top, axis=1)
+    rows = []
+    for i in range(len(per_feature)):
+        row = []
+        for j, contribution in zip(top[i], chosen[i], strict=True):
+            if contribution <= 0:
+                break
+            name = names[j]
+            value = columns[name][i]
+            row.append(Reason(name, value, float(contribution), phrase(name, value)))
+        rows.append(row)
+    return rows
