@@ -18,6 +18,7 @@ from erp_core.policy import load_policy
 from erp_core.services.master_data import MasterData, PriceSpec, load_master_data
 from erp_core.services.order_changes import cancel_order_lines
 from erp_core.services.orders import LineRequest, capture_order
+from erp_core.simulate.truth import DEMAND as DEMAND_TRUTH
 from features.build import build_feature_set
 from features.demand import demand_frame, promotion_cuts
 from features.history import load_history
@@ -246,6 +247,22 @@ def test_labels_equal_the_units_entered_that_day_for_customers_at_home_there(sim
     expected = asked.reindex(keys).fillna(0).to_numpy()
     assert (labelled["label_demand_units"].to_numpy() == expected).all()
     assert expected.sum() > 0.9 * asked.loc[asked.index.get_level_values("day") < world.end].sum()
+
+
+def test_labels_and_rolling_means_follow_the_truths_expected_units(simulated_history):
+    """The simulator draws each SKU x location's demand from the customers living there: the
+    labels at the home location add up to its expected units, and the past means track them."""
+    world = simulated_history
+    frame = build(world.url, world.start, world.end)
+    truth = pd.read_parquet(world.truth_dir / DEMAND_TRUTH)
+    truth["day"] = pd.to_datetime(truth["day"]).dt.tz_localize(UTC).dt.as_unit("us")
+    keyed = frame.assign(sku=frame["sku"].astype(str), location_id=frame["location_id"].astype(str))
+    joined = keyed.merge(truth, on=["day", "sku", "location_id"], how="inner")
+    assert len(joined) == len(frame)  # every row is a place and day the simulator drew demand for
+    known = joined.dropna(subset=["label_demand_units"])
+    ratio = known["label_demand_units"].sum() / known["expected_units"].sum()
+    assert 0.85 < ratio < 1.15
+    assert known["demand_mean_28d"].corr(known["expected_units"]) > 0.4
 
 
 def test_build_feature_set_writes_the_demand_frame(simulated_history, tmp_path: Path):

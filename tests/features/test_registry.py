@@ -62,3 +62,43 @@ def test_an_unknown_set_is_refused_naming_it_and_the_sets_there_are() -> None:
     assert refused.value.field == "set"
     assert "late_shipments" in refused.value.message
     assert "late_shipment" in refused.value.message.split("known:")[1]
+
+
+def test_the_demand_and_pricing_sets_have_the_features_the_issue_asks_for() -> None:
+    demand = set(feature_set("demand").feature_names)
+    for required in (
+        "demand_lag_1d",
+        "demand_lag_28d",
+        "demand_mean_91d",
+        "demand_zero_share_7d",
+        "demand_std_28d",
+        "weekday",
+        "holiday",
+        "peak_season",
+        "promo_discount",
+        "price_level_91d",
+        "item_age_days",
+        "intermittency_class",
+        "abc_class",
+        "product_category",
+    ):
+        assert required in demand
+    pricing = set(feature_set("pricing").feature_names)
+    for required in (
+        "list_price",
+        "tier_price",
+        "quantity_break_price",
+        "unit_price",
+        "discount_vs_tier",
+        "unit_cost",
+        "price_cost_ratio",
+        "customer_last_price",
+        "customer_median_price_5",
+        "tier_median_price_90d",
+        "units_to_customer_usual",
+        "channel",
+        "discount_beyond_threshold",
+    ):
+        assert required in pricing
+    assert feature_set("demand").label_names == ["label_demand_units"]
+    assert feature_set("pricing").label_names == []  # the truth is joined by line_id, apart
