@@ -104,7 +104,7 @@ def per_sku_and_day(rows: pd.DataFrame, history: History, demand: pd.DataFrame) 
     )
     columns = {
         "item_age_days": item_age(once, demand),
-        **promotion_columns(once, history.price_list),
+        **promotion_columns(once, history),
         **price_level_columns(once, history),
     }
     return {name: np.asarray(values)[inverse] for name, values in columns.items()}
@@ -295,40 +295,47 @@ def promotion_cuts(price_list: pd.DataFrame) -> np.ndarray:
     return cuts
 
 
+def tiers_of(history: History) -> list[str]:
+    """The tiers customers can be in: those of the customers and of the price list."""
+    found = {*history.customers["tier"].astype(object), *history.price_list["tier"].astype(object)}
+    return sorted(str(tier) for tier in found if pd.notna(tier))
+
+
 def _over_tiers(
-    price_list: pd.DataFrame, rows: pd.DataFrame, days: np.ndarray, per_entry: np.ndarray | None
+    history: History, rows: pd.DataFrame, days: np.ndarray, per_entry: np.ndarray | None
 ) -> np.ndarray:
-    """Mean over the tiers with a one-unit entry in force of the entry's price (or, with
-    ``per_entry``, of that value per entry); NaN where no tier has one."""
+    """Mean over the tiers of the one-unit price in force on the day (a tier without an entry
+    pays the product's list price, as the ERP prices), or with ``per_entry`` of that value of
+    the entry in force (0 without one); NaN when there are no tiers."""
+    if per_entry is None:
+        fallback = _lookup(rows["sku"], history.products, "sku")["product_list_price"]
+        otherwise = fallback.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        otherwise = np.zeros(len(rows))
+    tiers = tiers_of(history)
     total = np.zeros(len(rows))
-    tiers_found = np.zeros(len(rows))
-    for tier in pd.unique(price_list["tier"].astype(object)):
+    for tier in tiers:
         tier_of_rows = np.full(len(rows), tier, dtype=object)
-        position, price = price_in_force(price_list, tier_of_rows, rows["sku"], days)
-        value = price if per_entry is None else np.where(position >= 0, per_entry[position], 0)
-        known = position >= 0
-        total += np.where(known, value, 0.0)
-        tiers_found += known
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(tiers_found > 0, total / tiers_found, np.nan)
+        position, price = price_in_force(history.price_list, tier_of_rows, rows["sku"], days)
+        value = price if per_entry is None else per_entry[np.maximum(position, 0)]
+        total += np.where(position >= 0, value, otherwise)
+    return total / len(tiers) if tiers else np.full(len(rows), np.nan)
 
 
-def promotion_columns(rows: pd.DataFrame, price_list: pd.DataFrame) -> Columns:
+def promotion_columns(rows: pd.DataFrame, history: History) -> Columns:
     """The promotion in force on the day and the one scheduled a week later."""
-    cuts = promotion_cuts(price_list)
+    cuts = promotion_cuts(history.price_list)
     day = rows["day"].to_numpy()
     return {
-        "promo_discount": np.nan_to_num(_over_tiers(price_list, rows, day, cuts)),
-        "promo_discount_in_7d": np.nan_to_num(
-            _over_tiers(price_list, rows, day + PROMO_LEAD_DAYS, cuts)
-        ),
+        "promo_discount": _over_tiers(history, rows, day, cuts),
+        "promo_discount_in_7d": _over_tiers(history, rows, day + PROMO_LEAD_DAYS, cuts),
     }
 
 
 def price_level_columns(rows: pd.DataFrame, history: History) -> Columns:
     """The one-unit list price in force, against what was paid for the SKU in the last 91 days
     (units-weighted, in whole cents so the window sums are exact)."""
-    list_price = _over_tiers(history.price_list, rows, rows["day"].to_numpy(), None)
+    list_price = _over_tiers(history, rows, rows["day"].to_numpy(), None)
     paid = priced_lines(history, *EVERY_MOMENT)
     cents = np.rint(paid["unit_price"].to_numpy(dtype=np.float64) * 100).astype(np.int64)
     units = paid["line_units"].to_numpy().astype(np.int64)

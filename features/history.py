@@ -64,7 +64,7 @@ class History:
     customers: pd.DataFrame
     """customer_id, tier, home_location_id"""
     products: pd.DataFrame
-    """sku, category, abc_class, weight_kg, supplier_id, unit_cost"""
+    """sku, category, abc_class, weight_kg, supplier_id, unit_cost, product_list_price (as now)"""
     locations: pd.DataFrame
     """location_id, pick_capacity_per_day, timezone"""
     lanes: pd.DataFrame
@@ -297,6 +297,7 @@ class _Reader:
                 cast(Product.weight_kg, Float).label("weight_kg"),
                 Product.preferred_supplier_id.label("supplier_id"),
                 cast(Product.unit_cost, Float).label("unit_cost"),
+                cast(Product.list_price, Float).label("product_list_price"),
             )
         )
 

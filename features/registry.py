@@ -378,6 +378,7 @@ LATE_SHIPMENT = FeatureSet(
 # --- demand: a SKU at a location on a day --------------------------------------------------------
 
 SHARE = Check(0.0, 1.0)
+PRICE = Check(0.0, None)
 UNITS = Check(0.0, None)
 MAYBE_UNKNOWN = Check(0.0, None, max_null_share=1.0)
 """A value null until its first event (an SKU's first order, a first price paid)."""
@@ -503,8 +504,9 @@ DEMAND_FEATURES: tuple[FeatureSpec, ...] = (
         "list_price",
         "float64",
         "price",
-        "Mean over tiers of the one-unit price-list price in force on the day (null: no entry).",
-        Check(0.0, None, max_null_share=0.5),
+        "Mean over the tiers of the one-unit price in force on the day (the product's list "
+        "price for a tier without a price-list entry, as the ERP prices).",
+        PRICE,
     ),
     _day(
         "price_level_91d",
@@ -548,7 +550,6 @@ DEMAND = FeatureSet(
 
 # --- pricing: a priced order line at its entry ----------------------------------------------------
 
-PRICE = Check(0.0, None)
 RECENT = Check(0.0, None, max_null_share=1.0)
 """A value from earlier lines of the same customer or tier: null before the first."""
 

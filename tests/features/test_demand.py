@@ -157,6 +157,15 @@ def test_promotions_and_price_level_come_from_the_price_list_in_force(hand_deman
     assert math.isnan(hand_demand.row("WIDGET", "WEST", 1)["price_level_91d"])
 
 
+def test_a_sku_without_a_price_list_is_at_its_list_price_for_every_tier(world: UnitOfWork):
+    stock(world, "GADGET", "EAST", 10)
+    frame = build(world.engine, day(0), day(3))
+    assert frame["sku"].astype(str).unique().tolist() == ["GADGET"]
+    assert frame["list_price"].tolist() == [40.0, 40.0]  # the product's list price
+    assert frame["promo_discount"].tolist() == [0.0, 0.0]
+    assert frame["price_level_91d"].isna().all()  # nothing paid yet
+
+
 def test_a_promotion_is_a_cut_raised_again_by_a_later_entry_not_a_lasting_cut() -> None:
     price_list = pd.DataFrame(
         {
