@@ -30,7 +30,10 @@ any demand. One day of demand has CV2 = 0.
 **Promotions** are recorded by the ERP only as price-list entries: a one-unit tier price that
 cuts the entry before it and is raised again by a later entry is a promotion, known in advance
 from its ``valid_from``. The price list is master data as it is now (an entry edited in place
-loses its old price); nothing else about promotions is recorded, so nothing else is used.
+loses its old price); nothing else about promotions is recorded, so nothing else is used. Prices
+and promotions are averaged over the tiers of the customers and the price list (master data as
+now, like a product's category and ABC class), a tier without an entry at the product's list
+price.
 
 **Label**: the units of the day itself, null while the day is not over by the history's last
 event (the last, partial day of a history; a day after it).
