@@ -157,8 +157,9 @@ def dask_frame(
     ]
     with dask.config.set({"dataframe.convert-string": False}):
         frame = dd.from_delayed(parts, meta=empty_frame(declared), verify_meta=False)
-        computed = client.compute(frame).result()
-    return in_pandas_order(computed, history, declared)
+        # Each partition comes straight back to the client: no worker gathers them all first.
+        done = client.gather(client.compute(frame.to_delayed()))
+    return in_pandas_order(pd.concat(done, ignore_index=True), history, declared)
 
 
 def time_chunks(entered: np.ndarray, start: int, end: int, chunks: int) -> list[Chunk]:
