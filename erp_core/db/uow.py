@@ -29,6 +29,7 @@ from typing import Any, Self, TypeVar
 
 from sqlalchemy import Engine, Table, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm.attributes import instance_state
 
 from erp_core.db.engine import make_engine, make_session_factory
 from erp_core.db.models import (
@@ -210,9 +211,16 @@ class UnitOfWork:
 
         The session's identity map holds its objects only weakly, so a row no variable refers to
         any more is read from the database again by the next ``session.get``. The row is kept
-        here until the session closes, so later gets are answered from the identity map; each
-        get still goes through the session, which reloads the row if it was expired or expunged.
+        here until the session closes, so later gets are answered from memory while the kept row
+        is still current in this session (not expired, not expunged, not deleted); otherwise the
+        get goes through the session, which reloads it.
         """
+        kept = self._kept.get((model, key))
+        if kept is not None:
+            state = instance_state(kept)
+            if state.persistent and not state.expired and state.session_id == self.session.hash_key:
+                # What ``session.get`` would answer from its identity map, without its overhead.
+                return kept
         row = self.session.get(model, key)
         if row is not None:
             self._kept[(model, key)] = row

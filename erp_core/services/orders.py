@@ -50,7 +50,6 @@ from erp_core.services.common import (
 from erp_core.services.exceptions import open_exception
 from erp_core.services.idempotency import run_idempotent, stored_response, validate_key
 from erp_core.services.stock import (
-    current_promises,
     lock_balances,
     pick_backlog,
     pick_backlogs,
@@ -173,7 +172,10 @@ def _capture(
     ship_to_region: str | None,
     allow_split: bool,
     external_ref: str | None,
+    lanes: dict[str, Lane] | None = None,
 ) -> CapturedOrder:
+    """The act of ``capture_order``; ``lanes`` are the standard lanes serving the order's region
+    when the caller has read them already (``standard_lanes``)."""
     session = uow.session
     customer = lock_row(uow, Customer, customer_id, entity="customer", field="customer_id")
     uow.preload(Product, {request.sku for request in requests})
@@ -233,13 +235,20 @@ def _capture(
             },
         )
         exceptions.append(case.id)
-        return _describe(uow, order, exceptions, approvals, credit_hold=True)
+        return _describe(order, order_lines, {}, exceptions, approvals, credit_hold=True)
 
-    allocator = Allocator(uow, actor, now, order, customer)
+    allocator = Allocator(uow, actor, now, order, customer, lanes)
     allocator.lock([line.sku for line in order_lines])
     for line in order_lines:
         exceptions.extend(allocator.allocate(line))
-    return _describe(uow, order, exceptions, approvals, credit_hold=False)
+    return _describe(
+        order,
+        order_lines + allocator.split_off,
+        allocator.promised,
+        exceptions,
+        approvals,
+        credit_hold=False,
+    )
 
 
 def _parse_line(
@@ -490,11 +499,25 @@ _STANDARD_LANES = (
 )
 
 
+def standard_lanes(uow: UnitOfWork, region: str) -> dict[str, Lane]:
+    """The fastest (then cheapest) standard lane from each location to the region."""
+    lanes: dict[str, Lane] = {}
+    for lane in uow.session.execute(_STANDARD_LANES, {"region": region}).scalars():
+        lanes.setdefault(lane.origin_location_id, lane)
+    return lanes
+
+
 class Allocator:
     """Allocates the lines of one order: chooses location(s), reserves, promises, splits."""
 
     def __init__(
-        self, uow: UnitOfWork, actor: Actor, now: datetime, order: SalesOrder, customer: Customer
+        self,
+        uow: UnitOfWork,
+        actor: Actor,
+        now: datetime,
+        order: SalesOrder,
+        customer: Customer,
+        lanes: dict[str, Lane] | None = None,
     ) -> None:
         self.uow = uow
         self.actor = actor
@@ -502,7 +525,9 @@ class Allocator:
         self.order = order
         self.customer = customer
         self.calendar = uow.policy.calendar
-        self.lanes = self._standard_lanes(order.ship_to_region)
+        self.lanes = (
+            standard_lanes(uow, order.ship_to_region) if lanes is None else dict(lanes)
+        )
         if not self.lanes:
             raise InvalidValue(
                 "ship_to_region", order.ship_to_region, "no carrier lane serves this region"
@@ -514,14 +539,10 @@ class Allocator:
             for location_id in self.lanes
         }
         self.backlogs = _Backlogs(uow, list(self.lanes))
-
-    def _standard_lanes(self, region: str) -> dict[str, Lane]:
-        """The fastest (then cheapest) standard lane from each location to the region."""
-        lanes: dict[str, Lane] = {}
-        rows = self.uow.session.execute(_STANDARD_LANES, {"region": region}).scalars()
-        for lane in rows:
-            lanes.setdefault(lane.origin_location_id, lane)
-        return lanes
+        self.split_off: list[OrderLine] = []
+        """Lines split off the order's lines while allocating them."""
+        self.promised: dict[int, Promise] = {}
+        """The promise made to each line allocated or backordered."""
 
     def lock(self, skus: Sequence[str]) -> None:
         lock_balances(self.uow, [(s, loc) for s in skus for loc in self.lanes])
@@ -576,10 +597,12 @@ class Allocator:
 
     def _split(self, line: OrderLine, plan: Sequence[Allocation]) -> list[OrderLine]:
         """The first part stays on the line; each further part becomes a child line."""
-        return [line] + [
+        children = [
             split_line(self.uow, self.actor, self.now, line, part.quantity, "allocation")
             for part in plan[1:]
         ]
+        self.split_off.extend(children)
+        return [line, *children]
 
     def _apply(self, line: OrderLine, part: Allocation, balance: InventoryBalance) -> list[int]:
         line.location_id = part.location
@@ -620,6 +643,7 @@ class Allocator:
             self.actor,
             self.now,
         )
+        self.promised[line.id] = promise
         if part.from_stock:
             return []
         case = open_exception(
@@ -672,25 +696,20 @@ class _Backlogs:
             self._counts[location_id] += 1
 
 
-_LINES_OF_ORDER = (
-    select(OrderLine).where(OrderLine.order_id == bindparam("order_id")).order_by(OrderLine.line_no)
-)
-
-
 def _describe(
-    uow: UnitOfWork,
     order: SalesOrder,
+    lines: Sequence[OrderLine],
+    promised: dict[int, Promise],
     exception_ids: Sequence[int],
     approvals: Sequence[ApprovalRequest],
     *,
     credit_hold: bool,
 ) -> CapturedOrder:
-    uow.session.flush()
-    lines = list(uow.session.execute(_LINES_OF_ORDER, {"order_id": order.id}).scalars())
-    promises = current_promises(uow, [line.id for line in lines])
+    """The captured order as the act left it: every line it created (the requested ones and
+    those split off them), in line number order, with the one promise each was given."""
     described = []
-    for line in lines:
-        promise = promises.get(line.id)
+    for line in sorted(lines, key=lambda line: line.line_no):
+        promise = promised.get(line.id)
         described.append(
             CapturedLine(
                 line_id=line.id,
@@ -700,10 +719,8 @@ def _describe(
                 state=str(line.state),
                 location_id=line.location_id,
                 unit_price=str(line.unit_price),
-                promised_ship_date=promise.promised_ship_date.isoformat() if promise else None,
-                promised_delivery_date=(
-                    promise.promised_delivery_date.isoformat() if promise else None
-                ),
+                promised_ship_date=promise.ship_date.isoformat() if promise else None,
+                promised_delivery_date=promise.delivery_date.isoformat() if promise else None,
                 parent_line_id=line.parent_line_id,
                 price_approval_pending=line.price_approval_pending,
             )

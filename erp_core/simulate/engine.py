@@ -45,7 +45,8 @@ from erp_core.services.exceptions import resolve_exception
 from erp_core.services.inventory import record_cycle_count
 from erp_core.services.master_data import load_master_data
 from erp_core.services.order_changes import cancel_order_lines, decide_approval, release_credit_hold
-from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
+from erp_core.services.orders import CapturedOrder, LineRequest
+from erp_core.services.orders_batch import OrderRequest, capture_orders
 from erp_core.simulate import hazards
 from erp_core.simulate.demand import (
     active_customers,
@@ -269,58 +270,99 @@ class Simulation:
             (at(today, 7) + timedelta(seconds=int(self.rng.integers(0, 12 * 3600))), buyer, lines)
             for buyer, lines in orders.items()
         )
-        for entered_at, buyer, lines in entries:
-            self._place_order(today, entered_at, buyer, lines)
+        self._place_orders(today, entries)
 
-    def _place_order(self, today: date, now: datetime, buyer: int, lines: dict[int, int]) -> None:
+    def _place_orders(
+        self, today: date, entries: list[tuple[datetime, int, dict[int, int]]]
+    ) -> None:
+        """Price the day's orders, capture them with one batch call in the order they came in,
+        then draw the fate of each promised line (from what was known at its entry)."""
         w = self.world
-        customer = w.customers[buyer]
-        channel = w.customer_channel[buyer]
-        priced = [
-            self.pricing.price(buyer, sku, quantity, today) for sku, quantity in lines.items()
-        ]
-        actor = ADMIN if any(p.anomaly == "discount_without_approval" for p in priced) else SALES
-        window = REQUESTED_DAYS[channel]
-        requested = (
-            None if window is None else today + timedelta(days=int(self.rng.integers(*window)))
-        )
-        captured: CapturedOrder | None = self._attempt(
-            capture_order,
-            actor,
-            customer_id=customer,
-            lines=[LineRequest(w.skus[p.sku], p.quantity, p.unit_price) for p in priced],
-            now=now,
-            requested_date=requested,
-        )
-        if captured is None:
-            return
-        self.counters.orders += 1
-        self.order_ids.add(captured.order_id)
-        self.counters.lines += len(captured.lines)
-        by_sku = {w.skus[p.sku]: p for p in priced}
-        for line in captured.lines:
-            price = by_sku[line.sku]
-            self.truth_pricing[line.line_id] = {
-                "line_id": line.line_id,
-                "order_id": captured.order_id,
-                "is_anomaly": price.anomaly is not None,
-                "anomaly_type": price.anomaly,
-                "entered_at": now,
-            }
-        if captured.credit_hold:
-            self.counters.credit_holds += 1
-            self.waiting.update(line.line_id for line in captured.lines)
-            return
-        self._plan_order(captured.order_id, today, now, len(lines))
+        requests: list[OrderRequest] = []
+        prices: list[dict[str, Any]] = []
+        actors: list[Actor] = []
+        for entered_at, buyer, lines in entries:
+            priced = [
+                self.pricing.price(buyer, sku, quantity, today) for sku, quantity in lines.items()
+            ]
+            window = REQUESTED_DAYS[w.customer_channel[buyer]]
+            requested = (
+                None if window is None else today + timedelta(days=int(self.rng.integers(*window)))
+            )
+            anomalous = any(p.anomaly == "discount_without_approval" for p in priced)
+            actors.append(ADMIN if anomalous else SALES)
+            prices.append({w.skus[p.sku]: p for p in priced})
+            requests.append(
+                OrderRequest(
+                    w.customers[buyer],
+                    [LineRequest(w.skus[p.sku], p.quantity, p.unit_price) for p in priced],
+                    entered_at,
+                    requested_date=requested,
+                )
+            )
+        captured: list[CapturedOrder | None] = [None] * len(requests)
+        # One batch per run of orders entered by the same role (an approver's orders apart).
+        start = 0
+        while start < len(requests):
+            end = start
+            while end < len(requests) and actors[end] == actors[start]:
+                end += 1
+            captured[start:end] = self._attempt_each(
+                capture_orders, actors[start], orders=requests[start:end]
+            )
+            start = end
+        to_plan: list[tuple[int, datetime, int]] = []
+        for order, request, by_sku in zip(captured, requests, prices, strict=True):
+            if order is None:
+                continue
+            self.counters.orders += 1
+            self.order_ids.add(order.order_id)
+            self.counters.lines += len(order.lines)
+            for line in order.lines:
+                price = by_sku[line.sku]
+                self.truth_pricing[line.line_id] = {
+                    "line_id": line.line_id,
+                    "order_id": order.order_id,
+                    "is_anomaly": price.anomaly is not None,
+                    "anomaly_type": price.anomaly,
+                    "entered_at": request.now,
+                }
+            if order.credit_hold:
+                self.counters.credit_holds += 1
+                self.waiting.update(line.line_id for line in order.lines)
+                continue
+            to_plan.append((order.order_id, request.now, len(request.lines)))
+        self._plan_orders(to_plan, today)
 
     def _plan_order(self, order_id: int, today: date, now: datetime, order_lines: int) -> None:
-        """Draw the fate of each newly promised line of an order, from what is known now."""
-        rows = (
-            self.uow.session.execute(select(OrderLine).where(OrderLine.order_id == order_id))
-            .scalars()
-            .all()
-        )
-        promises = self._first_promises([row.id for row in rows])
+        self._plan_orders([(order_id, now, order_lines)], today)
+
+    def _plan_orders(self, orders: list[tuple[int, datetime, int]], today: date) -> None:
+        """Draw the fate of each newly promised line of the orders, from what is known now."""
+        if not orders:
+            return
+        by_order: dict[int, list[OrderLine]] = defaultdict(list)
+        ids = [order_id for order_id, _now, _n in orders]
+        for chunk in range(0, len(ids), 500):
+            for row in self.uow.session.execute(
+                select(OrderLine)
+                .where(OrderLine.order_id.in_(ids[chunk : chunk + 500]))
+                .order_by(OrderLine.id)
+            ).scalars():
+                by_order[row.order_id].append(row)
+        promises = self._first_promises([row.id for rows in by_order.values() for row in rows])
+        for order_id, now, order_lines in orders:
+            self._plan_lines(by_order[order_id], promises, today, now, order_lines)
+
+    def _plan_lines(
+        self,
+        rows: list[OrderLine],
+        promises: dict[int, LinePromise],
+        today: date,
+        now: datetime,
+        order_lines: int,
+    ) -> None:
+        """Draw the fate of each newly promised line of one order."""
         parents = {row.parent_line_id for row in rows if row.parent_line_id}
         for row in rows:
             if row.id not in self.truth_pricing and row.parent_line_id in self.truth_pricing:

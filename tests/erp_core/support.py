@@ -1,14 +1,16 @@
-"""Helpers the erp_core service tests share: read a balance, count rows, fetch a row, and check
-the books with the production integrity checks."""
+"""Helpers the erp_core service tests share: read a balance, count rows, fetch a row, check
+the books with the production integrity checks, and compare a batch with a loop of single acts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import func, select
 
-from erp_core.db.models import InventoryBalance, OrderLine
+from erp_core.db.models import Base, InventoryBalance, OrderLine
 from erp_core.db.uow import UnitOfWork
+from erp_core.domain.errors import DomainError
 from erp_core.services.integrity import all_violations
 
 T = TypeVar("T")
@@ -55,3 +57,38 @@ def assert_books_balance(uow: UnitOfWork) -> None:
     every line change is audited."""
     with uow:
         assert all_violations(uow.session) == []
+
+
+def dump(uow: UnitOfWork) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, in primary key order."""
+    with uow:
+        return {
+            table.name: [
+                tuple(row)
+                for row in uow.session.execute(
+                    select(table).order_by(*table.primary_key.columns)
+                ).all()
+            ]
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def one_by_one(act: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """The single act per item, each in its own transaction; a refusal is kept, not raised."""
+    outcomes: list[Any] = []
+    for item in items:
+        try:
+            outcomes.append(act(item))
+        except DomainError as refused:
+            outcomes.append(refused)
+    return outcomes
+
+
+def same_outcomes(loop: list[Any], batch: list[Any]) -> None:
+    assert len(loop) == len(batch)
+    for single, batched in zip(loop, batch, strict=True):
+        if isinstance(single, DomainError):
+            assert type(batched) is type(single)
+            assert batched.as_dict() == single.as_dict()
+        else:
+            assert batched == single

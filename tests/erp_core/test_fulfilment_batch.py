@@ -5,18 +5,10 @@ same ids, the same results, and the same refusals, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
-
-from erp_core.db.engine import normalise_url
-from erp_core.db.models import Base
 from erp_core.db.uow import UnitOfWork
 from erp_core.domain.errors import DomainError, IllegalTransition, InvalidValue, NotFound
 from erp_core.policy import Actor
@@ -27,77 +19,20 @@ from erp_core.services.fulfilment_batch import (
     pick_orders,
     record_shipment_events,
 )
-from erp_core.services.master_data import load_master_data
 from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
 from tests.conftest import (
-    ADMIN,
     LOGISTICS,
     SALES,
     T0,
-    make_uow,
-    postgres_url_or_skip,
-    small_world,
     stock,
 )
-from tests.erp_core.support import assert_books_balance
+from tests.erp_core.support import assert_books_balance, dump, one_by_one, same_outcomes
 
 PICKED_AT = T0 + timedelta(hours=1)
 PACKED_AT = T0 + timedelta(hours=2)
 SHIPPED_AT = T0 + timedelta(hours=3)
 DELIVERED_AT = T0 + timedelta(days=1)
 LATER = T0 + timedelta(days=2)
-
-
-# --- two identical worlds ----------------------------------------------------------------------
-
-
-@contextmanager
-def _postgres_schemas(count: int) -> Iterator[list[str]]:
-    base = normalise_url(postgres_url_or_skip())
-    admin = create_engine(base)
-    schemas = [f"erpx_test_{uuid.uuid4().hex[:12]}" for _ in range(count)]
-    with admin.begin() as conn:
-        for schema in schemas:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield [
-            make_url(base)
-            .update_query_dict({"options": f"-csearch_path={schema}"})
-            .render_as_string(hide_password=False)
-            for schema in schemas
-        ]
-    finally:
-        with admin.begin() as conn:
-            for schema in schemas:
-                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def twins(request: pytest.FixtureRequest, tmp_path) -> Iterator[tuple[UnitOfWork, UnitOfWork]]:
-    """Two databases holding the same world, stock and orders: one for the loop of single acts,
-    one for the batch."""
-
-    @contextmanager
-    def urls() -> Iterator[list[str]]:
-        if request.param == "sqlite":
-            yield [f"sqlite:///{tmp_path / name}.db" for name in ("loop", "batch")]
-        else:
-            with _postgres_schemas(2) as found:
-                yield found
-
-    with urls() as (loop_url, batch_url):
-        pair = (make_uow(loop_url), make_uow(batch_url))
-        for uow in pair:
-            load_master_data(uow, ADMIN, small_world(), T0)
-            stock(uow, "WIDGET", "WEST", 100)
-            stock(uow, "GADGET", "WEST", 30)
-            stock(uow, "WIDGET", "EAST", 40)
-        try:
-            yield pair
-        finally:
-            for uow in pair:
-                uow.engine.dispose()
 
 
 def capture(uow: UnitOfWork, *requests: LineRequest, customer: str = "C-GOLD") -> CapturedOrder:
@@ -113,41 +48,6 @@ def orders(uow: UnitOfWork) -> list[CapturedOrder]:
         capture(uow, LineRequest("WIDGET", 3), customer="C-EAST"),
         capture(uow, LineRequest("GADGET", 50), customer="C-BRONZE"),
     ]
-
-
-def dump(uow: UnitOfWork) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, in primary key order."""
-    with uow:
-        return {
-            table.name: [
-                tuple(row)
-                for row in uow.session.execute(
-                    select(table).order_by(*table.primary_key.columns)
-                ).all()
-            ]
-            for table in Base.metadata.sorted_tables
-        }
-
-
-def one_by_one(act: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    """The single act per item, each in its own transaction; a refusal is kept, not raised."""
-    outcomes: list[Any] = []
-    for item in items:
-        try:
-            outcomes.append(act(item))
-        except DomainError as refused:
-            outcomes.append(refused)
-    return outcomes
-
-
-def same_outcomes(loop: list[Any], batch: list[Any]) -> None:
-    assert len(loop) == len(batch)
-    for single, batched in zip(loop, batch, strict=True):
-        if isinstance(single, DomainError):
-            assert type(batched) is type(single)
-            assert batched.as_dict() == single.as_dict()
-        else:
-            assert batched == single
 
 
 def pick_requests(captured: list[CapturedOrder]) -> list[PickRequest]:
