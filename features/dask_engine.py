@@ -9,6 +9,10 @@ of a ``dask.dataframe`` built with ``from_delayed``; one task computes it with t
 function the default engine runs (:func:`features.late_shipment.late_shipment_frame`) over
 ``[lo, hi)``.
 
+Why time and not entity: a row asks five keys (SKU x location, location, lane, supplier, and
+every key at once for the global priors), so rows grouped by any one entity would still need the
+others' whole history; cut by time, what a partition needs is a prefix of the history.
+
 **What each partition needs: the history before its end.** Every value in a row at ``t`` is
 computed from events strictly before ``t`` (as-of searches per key), from the row's own line
 (its state, units, lane and labels) and from the other rows of its order (entered at ``t`` too).
@@ -151,7 +155,7 @@ def dask_frame(
         to_micros(end),
         chunks or CHUNKS_PER_WORKER * workers,
     )
-    shared = client.scatter(history, broadcast=True)
+    shared = client.scatter(history, broadcast=True, hash=False)  # hashing it would read it all
     parts = [
         delayed(chunk_frame, pure=True)(builder, shared, lo, hi, calendar) for lo, hi in bounds
     ]

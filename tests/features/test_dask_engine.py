@@ -175,6 +175,34 @@ def test_a_dask_build_writes_the_pandas_frame_and_records_its_engine(
     assert read_manifest(on_pandas.manifest_path)["engine"] == "pandas"
 
 
+@pytest.mark.slow
+def test_without_a_scheduler_a_local_cluster_of_worker_processes_runs_for_the_build(
+    simulated_history: SimulatedHistory, tmp_path: Path
+) -> None:
+    """The path a user without a cluster takes: 2 worker processes, so the history and the rows
+    really cross process boundaries (pickled), and the cluster is closed after the build."""
+    window = (simulated_history.start.date(), simulated_history.cut.date())
+    steps: list[str] = []
+    on_dask = build_feature_set(
+        "late_shipment",
+        simulated_history.url,
+        *window,
+        tmp_path / "dask",
+        CALENDAR,
+        steps.append,
+        engine="dask",
+    )
+    assert steps[0] == "starting a local Dask cluster"
+    on_pandas = build_feature_set(
+        "late_shipment", simulated_history.url, *window, tmp_path / "pandas", CALENDAR
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(on_dask.frame_path),
+        pd.read_parquet(on_pandas.frame_path),
+        check_exact=True,
+    )
+
+
 @pytest.mark.parametrize(
     ("engine", "scheduler", "field"),
     [
