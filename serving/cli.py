@@ -14,6 +14,7 @@ import typer
 from erp_core import cli as core
 from features.cli import app as features_app
 from training.cli import app as train_app
+from training.cli import retrain
 
 app = typer.Typer(
     name="erpx",
@@ -26,3 +27,4 @@ app.registered_callback = core.app.registered_callback
 app.registered_commands.extend(core.app.registered_commands)
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
+app.command("retrain")(retrain)

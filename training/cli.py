@@ -123,3 +123,55 @@ def scores_table(rows: list[dict[str, float | str]]) -> Table:
             *(f"{float(row[key]):.4f}" for key, _ in SCORE_COLUMNS),
         )
     return table
+
+
+@reports_user_errors
+def retrain(
+    ctx: typer.Context,
+    model: list[str] | None = typer.Option(
+        None,
+        "--model",
+        metavar="NAME",
+        help="Retrain this model (repeatable); default: those with a champion.",
+    ),
+    all_models: bool = typer.Option(
+        False, "--all", help="Also train models that have no champion yet."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; train nothing."),
+    validation_days: int = typer.Option(28, help="Days that stop the boosting."),
+    calibration_days: int = typer.Option(21, help="Days the calibrator is fitted on."),
+    test_days: int = typer.Option(28, help="The newest days, scored for the gate."),
+) -> None:
+    """Rebuild frames, measure drift against the champions, train challengers and promote only
+    what beats its champion on the newest data. Exit code 0 also when nothing is promoted."""
+    from training.frames import SplitPlan
+    from training.retrain import plan_retraining, summary_rows
+    from training.retrain import retrain as run_retraining
+
+    settings = settings_of(ctx)
+    plan = SplitPlan(
+        validation_days=validation_days, calibration_days=calibration_days, test_days=test_days
+    )
+    planned = plan_retraining(settings, model, all_models, plan)
+    if not planned:
+        console.print(
+            "nothing to retrain: no model has a champion yet (use --all, or --model NAME, "
+            "to train one)"
+        )
+        return
+    for run in planned:
+        console.print(("would " if dry_run else "") + run.describe())
+    if dry_run:
+        return
+    calendar = load_policy(settings.policy_path).calendar
+    results = run_retraining(settings, calendar, planned, plan, step=console.print)
+    for result in results:
+        table = Table(title=f"retrained {result.registered_name}", title_justify="left")
+        table.add_column("what")
+        table.add_column("value")
+        for what, value in summary_rows(result):
+            table.add_row(what, value)
+        console.print(scores_table(result.score_rows()))
+        console.print(table)
+    promoted = sum(1 for r in results if r.gate and r.gate.promote)
+    console.print(f"{len(results)} challenger(s) trained, {promoted} promoted")

@@ -21,8 +21,8 @@ import pandas as pd
 
 from erp_core.domain.calendar import BusinessCalendar
 from erp_core.settings import Settings
+from training import drift, tracking
 from training import late_shipment as ls
-from training import tracking
 from training.frames import SplitPlan, TrainingFrame, choose_window, load_training_frame
 from training.gate import GateDecision, GateTerms, judge
 from training.metrics import ClassifierScores, oracle_auc_ratio, score_classifier
@@ -51,6 +51,9 @@ class TrainResult:
     oracle_lines: int
     auc_ratio: float | None
     gate: GateDecision | None
+    drift: dict[str, Any] | None
+    """PSI of each feature and of the score on the test window against the champion's
+    training profile (None without a champion)."""
     seconds: dict[str, float] = field(default_factory=dict)
 
     def score_rows(self) -> list[dict[str, Any]]:
@@ -107,18 +110,21 @@ def train_late_shipment(
         oracle_auc_ratio(scores[MODEL].roc_auc, oracle_scores.roc_auc) if oracle_scores else None
     )
 
-    announce("logging to MLflow and registering the challenger")
+    announce("comparing with the champion and logging to MLflow")
     started = time.perf_counter()
     tracking.configure(settings)
-    champion = _champion_scores(test, outcomes) if promote else None
+    reference = _reference_profile(data, probabilities[MODEL])
+    champion = _champion(test, outcomes)
+    moved = _drift(champion, test) if champion else None
     run_id, version = _log_run(
         settings, data, model, scores, probabilities, outcomes, window.describe(), seed
     )
+    _log_profiles(run_id, reference, moved)
     decision = None
     if promote:
         decision = _apply_gate(scores, champion, version, run_id)
-        if champion is not None:
-            scores[CHAMPION] = champion[1]
+    if champion is not None:
+        scores[CHAMPION] = champion.scores
     clock["mlflow"] = time.perf_counter() - started
     return TrainResult(
         registered_name=ls.REGISTERED_NAME,
@@ -133,6 +139,7 @@ def train_late_shipment(
         oracle_lines=oracle_lines,
         auc_ratio=ratio,
         gate=decision,
+        drift=moved,
         seconds={k: round(v, 2) for k, v in clock.items()},
     )
 
@@ -176,30 +183,89 @@ def _oracle(
     return score_classifier(outcomes[known], p[known]), int(known.sum())
 
 
-def _champion_scores(
-    test: pd.DataFrame, outcomes: np.ndarray
-) -> tuple[str, ClassifierScores] | None:
+@dataclass(frozen=True)
+class Champion:
+    """The current champion, scored on the challenger's test rows."""
+
+    version: str
+    run_id: str
+    scores: ClassifierScores
+    probabilities: np.ndarray
+
+
+def _champion(test: pd.DataFrame, outcomes: np.ndarray) -> Champion | None:
     current = tracking.version_by_alias(ls.REGISTERED_NAME, tracking.CHAMPION)
     if current is None:
         return None
-    champion = tracking.load_model(ls.REGISTERED_NAME, tracking.CHAMPION)
-    return current.version, score_classifier(outcomes, champion.predict_proba(test)[:, 1])
+    model = tracking.load_model(ls.REGISTERED_NAME, tracking.CHAMPION)
+    p = model.predict_proba(test)[:, 1]
+    return Champion(current.version, current.run_id, score_classifier(outcomes, p), p)
+
+
+REFERENCE_PROFILE = "reference_profile.json"
+
+
+def _reference_profile(data: TrainingFrame, test_probabilities: np.ndarray) -> dict[str, Any]:
+    """What the model was trained on (features over the train slice) and the scores it gave on
+    its test window: the reference later windows are compared with."""
+    return {
+        "features": {
+            name: p.as_dict()
+            for name, p in drift.profile_frame(data.part("train"), ls.features()).items()
+        },
+        "score": drift.profile_column("p_late", test_probabilities, categorical=False).as_dict(),
+    }
+
+
+def _drift(champion: Champion, test: pd.DataFrame) -> dict[str, Any] | None:
+    """PSI of the newest window against the champion's reference (None when the champion was
+    logged without one)."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    try:
+        reference = mlflow.artifacts.load_dict(f"runs:/{champion.run_id}/{REFERENCE_PROFILE}")
+    except (MlflowException, OSError):  # a run logged without a profile: drift is unknown
+        return None
+    profiles = {name: drift.ColumnProfile.from_dict(p) for name, p in reference["features"].items()}
+    score = drift.ColumnProfile.from_dict(reference["score"])
+    features = {
+        name: drift.psi(profile, test[name]) for name, profile in profiles.items() if name in test
+    }
+    return {
+        "against_champion_version": champion.version,
+        "features": features,
+        "score": drift.psi(score, champion.probabilities),
+        "moved": {name: drift.verdict(v) for name, v in features.items() if v >= drift.MODERATE},
+    }
+
+
+def _log_profiles(run_id: str, reference: dict[str, Any], found: dict[str, Any] | None) -> None:
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_dict(reference, REFERENCE_PROFILE)
+        if found is not None:
+            mlflow.log_dict(found, "drift.json")
+            mlflow.log_metrics(
+                {"psi_score": found["score"], "psi_max_feature": max(found["features"].values())}
+            )
 
 
 def _apply_gate(
     scores: dict[str, ClassifierScores],
-    champion: tuple[str, ClassifierScores] | None,
+    champion: Champion | None,
     version: str,
     run_id: str,
 ) -> GateDecision:
     import mlflow
 
-    baselines = {k: v for k, v in scores.items() if k not in (MODEL, ORACLE)}
+    baselines = {k: v for k, v in scores.items() if k not in (MODEL, ORACLE, CHAMPION)}
     terms = GateTerms(ls.AUC_MARGIN, ls.ECE_TOLERANCE)
     decision = judge(
         scores[MODEL],
-        champion[1] if champion else None,
-        champion[0] if champion else None,
+        champion.scores if champion else None,
+        champion.version if champion else None,
         baselines,
         terms,
     )
@@ -207,8 +273,8 @@ def _apply_gate(
         mlflow.set_tags({"gate.promoted": str(decision.promote), "gate.reason": decision.reason})
         if champion is not None:
             mlflow.log_metrics(
-                {f"champion_{k}": v for k, v in champion[1].as_dict().items()}
-                | {"champion_version": float(champion[0])}
+                {f"champion_{k}": v for k, v in champion.scores.as_dict().items()}
+                | {"champion_version": float(champion.version)}
             )
         mlflow.log_dict(decision.as_dict(), "gate.json")
     if decision.promote:
@@ -258,6 +324,7 @@ def _log_run(
             ("lift.png", plots.lift_figure(outcomes, drawn)),
         ):
             mlflow.log_figure(figure, name)
+            plots.close(figure)
         info = mlflow.sklearn.log_model(
             model,
             name=MODEL,

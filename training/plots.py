@@ -21,6 +21,12 @@ def _figure() -> tuple[Any, Any]:
     return plt.subplots(figsize=(6, 4.5), dpi=100)
 
 
+def close(figure: Any) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
 def calibration_figure(outcomes: np.ndarray, scores: Mapping[str, np.ndarray]) -> Any:
     figure, axes = _figure()
     top = 0.0

@@ -71,7 +71,8 @@ def test_the_gate_refuses_a_worse_model_and_the_champion_keeps_its_alias(
         plan=PLAN,
         seed=7,
         promote=True,
-        model_params={"n_estimators": 3, "num_leaves": 2, "early_stopping_rounds": 1},
+        # no leaf may hold fewer lines than exist: no split, one constant score (AUC 0.5)
+        model_params={"n_estimators": 2, "min_child_samples": 10**9, "early_stopping_rounds": 1},
     )
     assert worse.gate is not None and not worse.gate.promote
     assert worse.gate.champion_version == first_run.version
@@ -80,6 +81,10 @@ def test_the_gate_refuses_a_worse_model_and_the_champion_keeps_its_alias(
     assert champion is not None and champion.version == first_run.version
     challenger = tracking.version_by_alias(ls.REGISTERED_NAME, tracking.CHALLENGER)
     assert challenger is not None and challenger.version == worse.version == "2"
+    assert worse.drift is not None and worse.drift["against_champion_version"] == "1"
+    assert set(worse.drift["features"]) == {spec.name for spec in ls.features()}
+    assert worse.drift["features"]["customer_tier"] < 0.1  # same world, same window
+    assert worse.drift["score"] == pytest.approx(0.0, abs=1e-9)  # the champion on its own test
 
 
 def test_an_unknown_alias_is_refused_by_name(store):

@@ -1,0 +1,56 @@
+"""``erpx retrain``: the plan, a dry run that trains nothing, a run that trains and judges, and
+unknown models refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from erp_core.settings import get_settings
+from serving.cli import app
+
+runner = CliRunner()
+WIDE = {"COLUMNS": "250"}
+SMALL_SPLIT = ["--validation-days", "14", "--calibration-days", "14", "--test-days", "21"]
+
+
+@pytest.fixture(autouse=True)
+def tracking_in(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, training_world) -> Iterator[Path]:
+    monkeypatch.setenv("ERPX_DATABASE_URL", training_world.url)
+    monkeypatch.setenv("ERPX_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("ERPX_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("ERPX_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_without_champions_there_is_nothing_to_retrain_and_that_is_not_an_error():
+    result = runner.invoke(app, ["retrain", *SMALL_SPLIT], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "nothing to retrain" in result.output
+
+
+def test_a_dry_run_shows_the_plan_and_trains_nothing(tracking_in):
+    result = runner.invoke(app, ["retrain", "--all", "--dry-run", *SMALL_SPLIT], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "would late_shipment: no champion; train a challenger on" in result.output
+    assert not list((tracking_in / "mlartifacts").glob("**/model"))
+
+
+def test_a_run_trains_a_challenger_judges_it_and_says_why():
+    result = runner.invoke(app, ["retrain", "--all", *SMALL_SPLIT], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "retrained late_shipment" in result.output
+    assert "late_shipment v1" in result.output
+    assert "no champion profile to compare with" in result.output
+    assert "1 challenger(s) trained" in result.output
+
+
+def test_an_unknown_model_is_refused_by_name_with_exit_code_2():
+    result = runner.invoke(app, ["retrain", "--model", "crystal_ball", *SMALL_SPLIT], env=WIDE)
+    assert result.exit_code == 2, result.output
+    assert "crystal_ball" in result.output

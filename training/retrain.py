@@ -1,0 +1,100 @@
+"""``erpx retrain``: the scheduled job. For each model in service (or every model with
+``--all``): build fresh frames, measure drift against the champion, train a challenger, apply the
+gate, and say what changed, what was promoted and why. Nothing promoted is a normal outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from erp_core.domain.calendar import BusinessCalendar
+from erp_core.domain.errors import InvalidValue
+from erp_core.settings import Settings
+from training import late_shipment as ls
+from training import tracking
+from training.frames import SplitPlan, choose_window, split_window
+from training.jobs import TrainResult, train_late_shipment
+
+Trainer = Callable[..., TrainResult]
+TRAINERS: dict[str, Trainer] = {ls.REGISTERED_NAME: train_late_shipment}
+"""Every model the retraining job knows, by registered name."""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    model: str
+    champion_version: str | None
+    window: str
+    slices: dict[str, str]
+
+    def describe(self) -> str:
+        serving = f"champion v{self.champion_version}" if self.champion_version else "no champion"
+        return (
+            f"{self.model}: {serving}; train a challenger on {self.window} "
+            f"(test {self.slices['test']}) and apply the gate"
+        )
+
+
+def plan_retraining(
+    settings: Settings, models: list[str] | None, include_unserved: bool, plan: SplitPlan
+) -> list[PlannedRun]:
+    """The runs the job would make: the named models, else those with a champion (every known
+    model with ``include_unserved``)."""
+    tracking.configure(settings)
+    for name in models or []:
+        if name not in TRAINERS:
+            raise InvalidValue("model", name, f"unknown model (known: {', '.join(TRAINERS)})")
+    window = choose_window(settings.database_url, plan)
+    slices = split_window(window, plan).as_dict()
+    planned = []
+    for name in models or list(TRAINERS):
+        champion = tracking.version_by_alias(name, tracking.CHAMPION)
+        if champion is None and not (include_unserved or models):
+            continue
+        version = champion.version if champion else None
+        planned.append(PlannedRun(name, version, window.describe(), slices))
+    return planned
+
+
+def retrain(
+    settings: Settings,
+    calendar: BusinessCalendar,
+    planned: list[PlannedRun],
+    plan: SplitPlan,
+    step: Callable[[str], None] | None = None,
+) -> list[TrainResult]:
+    return [
+        TRAINERS[run.model](settings, calendar, plan=plan, promote=True, step=step)
+        for run in planned
+    ]
+
+
+def summary_rows(result: TrainResult) -> list[tuple[str, str]]:
+    """What changed, what was promoted and why, in a few lines."""
+    gate = result.gate
+    verdict = "promoted to champion" if gate and gate.promote else "not promoted"
+    rows = [
+        ("model", f"{result.registered_name} v{result.version} ({verdict})"),
+        ("why", gate.reason if gate else "no gate applied"),
+    ]
+    if result.drift is None:
+        rows.append(("drift", "no champion profile to compare with"))
+    else:
+        moved = _top_moved(result.drift)
+        rows.append(
+            (
+                "drift",
+                f"score PSI {result.drift['score']:.3f}; "
+                + (f"features moved: {moved}" if moved else "no feature moved (all PSI < 0.10)"),
+            )
+        )
+    return rows
+
+
+def _top_moved(found: dict[str, Any], limit: int = 5) -> str:
+    moved = sorted(found["moved"], key=lambda name: -found["features"][name])[:limit]
+    return ", ".join(
+        f"{name} {found['features'][name]:.2f} ({found['moved'][name]})" for name in moved
+    )
