@@ -192,12 +192,15 @@ def events_before(
     codes = encode(np.asarray(event_keys, dtype=np.int64), np.asarray(event_times))
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
-    upper = np.searchsorted(sorted_codes, encode(safe_keys, query_times), side="left")
-    lower = np.searchsorted(sorted_codes, encode.block_start(safe_keys), side="left")
+    query_codes = encode(safe_keys, query_times)
+    walk = np.argsort(query_codes, kind="stable")  # key-then-time order: one pass over events
+    upper = np.empty(len(walk), dtype=np.int64)
+    upper[walk] = np.searchsorted(sorted_codes, query_codes[walk], side="left")
+    lower = np.empty(len(walk), dtype=np.int64)
+    lower[walk] = np.searchsorted(sorted_codes, encode.block_start(safe_keys[walk]), side="left")
     positions = upper[:, None] - np.arange(1, depth + 1)[None, :]
     valid = (positions >= lower[:, None]) & has_key[:, None]
-    found[valid] = order[positions[valid]]
-    return found
+    return np.where(valid, order[np.maximum(positions, 0)], found)
 
 
 def level_before(

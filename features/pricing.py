@@ -8,7 +8,7 @@ What others paid comes from the lines captured before ``t``, each at its first p
 
 * the customer's last 5 lines of the SKU (last price, median, median quantity) and their count
   over all history;
-* the last 25 lines of the SKU by customers of the same tier within ``[t-90d, t)``, and their count.
+* the last 11 lines of the SKU by customers of the same tier within ``[t-90d, t)``, and their count.
 
 Both are as-of searches on lines sorted by (key, entry moment, line id) (:func:`features.asof.
 events_before`): a line never sees its own price, nor that of a line entered in the same instant
@@ -39,7 +39,7 @@ from features.registry import PRICING
 from features.schema import typed_frame
 
 CUSTOMER_DEPTH = 5
-TIER_DEPTH = 25
+TIER_DEPTH = 11
 TIER_WINDOW_DAYS = 90
 EVERY_MOMENT = (np.iinfo(np.int64).min, np.iinfo(np.int64).max)
 

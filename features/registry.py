@@ -643,7 +643,7 @@ PRICING_FEATURES: tuple[FeatureSpec, ...] = (
         "tier_median_price_90d",
         "float64",
         "tier_history",
-        "Median unit price of the last 25 lines of the SKU by customers of the same tier entered "
+        "Median unit price of the last 11 lines of the SKU by customers of the same tier entered "
         "in [t-90d, t).",
         RECENT,
     ),
