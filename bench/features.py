@@ -169,6 +169,10 @@ def main_for_set(args: argparse.Namespace) -> None:
         world, url = _world(args, Path(folder))
         world["simulated_runs"] = _simulated_runs(url)
         measured = measure_set(args.set_name, url)
+        sizes = {_tiles_for(rows, measured["rows"]) for rows in args.rows} - {1}
+        scaled = [
+            _in_fresh_process(measure_set, args.set_name, url, tiles) for tiles in sorted(sizes)
+        ]
     declared = feature_set(args.set_name)
     figures = {
         "benchmark": "features",
@@ -179,9 +183,14 @@ def main_for_set(args: argparse.Namespace) -> None:
         "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
         "world": world,
         "from_the_database": measured,
+        "tiled": scaled,
+        "time_per_row_growth": _growth([measured, *scaled]),
         "notes": [
             "compute_seconds covers the frame from loaded history (load_seconds apart), one "
             "process; the window is the history's first to last entry day.",
+            "Tiled sizes repeat the world's history in time (tile(), as for the late-shipment "
+            "frame), each in a fresh process; master data and the price list are not repeated; "
+            "their load_seconds include the tiling.",
             "The machine's 2 cores are shared with other work; repeated runs vary by about 10%.",
         ],
     }
@@ -202,11 +211,14 @@ def _simulated_runs(url: str) -> list[dict[str, Any]]:
     return [{key: run[key] for key in ("profile", "days", "seed")} for run in runs]
 
 
-def measure_set(name: str, url: str) -> dict[str, Any]:
-    """Load the history, then build the set's frame over the days of its order entries."""
+def measure_set(name: str, url: str, tiles: int = 1) -> dict[str, Any]:
+    """Load the history (tiled ``tiles`` times), then build the set's frame over the days of its
+    order entries."""
     declared = feature_set(name)
     started = time.perf_counter()
     history = load_history(url)
+    if tiles > 1:
+        history = tile(history, tiles)
     loaded = time.perf_counter()
     entered = history.lines["entered_at"]
     days = (int(entered.min()) // MICROS_PER_DAY, int(entered.max()) // MICROS_PER_DAY + 1)
@@ -214,6 +226,7 @@ def measure_set(name: str, url: str) -> dict[str, Any]:
     frame = declared.load_builder()(history, start, end, load_policy().calendar)
     seconds = time.perf_counter() - loaded
     figures = {
+        "tiles": tiles,
         "window": {"start": start.date().isoformat(), "end": end.date().isoformat()},
         "order_lines": len(history.lines),
         "rows": len(frame),
@@ -222,6 +235,7 @@ def measure_set(name: str, url: str) -> dict[str, Any]:
         "feature_values_per_second": round(len(frame) * len(declared.features) / seconds),
         "load_seconds": round(loaded - started, 3),
         "peak_rss_mib": _peak_rss_mib(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     print(f"{name}: {figures}", flush=True)
     return figures
