@@ -9,18 +9,34 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from sqlalchemy.engine import make_url
 
 from erp_core.db.engine import make_engine
 from erp_core.simulate import truth
 
 
 def truth_folders(database_url: str) -> list[Path]:
+    """Each finished run's truth folder. A SQLite world simulated with a relative path recorded
+    its folder relative to where the simulator ran; it lies beside the database file, so it is
+    looked up there when the recorded path does not resolve from here."""
     engine = make_engine(database_url)
     try:
         runs = truth.simulated_runs(engine)
     finally:
         engine.dispose()
-    return [Path(run["truth_dir"]) for run in runs if run.get("finished_at") is not None]
+    url = make_url(database_url)
+    beside = None
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        beside = Path(str(url.database)).with_suffix(".truth")
+    folders = []
+    for run in runs:
+        if run.get("finished_at") is None:
+            continue
+        folder = Path(run["truth_dir"])
+        if not folder.is_dir() and beside is not None and not folder.is_absolute():
+            folder = beside / folder.name
+        folders.append(folder)
+    return folders
 
 
 def true_late_probability(database_url: str, column: str = "p_late_delivery") -> pd.Series | None:
