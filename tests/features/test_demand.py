@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +50,14 @@ def build(url_or_engine, start: datetime, end: datetime) -> pd.DataFrame:
 class HandDemand:
     uow: UnitOfWork
 
-    def frame(self) -> pd.DataFrame:
+    @cached_property
+    def built(self) -> pd.DataFrame:
         frame = build(self.uow.engine, day(0), day(9))
         frame["day"] = frame["day"].dt.date
         return frame.set_index(["sku", "location_id", "day"]).sort_index()
 
     def row(self, sku: str, location: str, n: int) -> pd.Series:
-        return self.frame().loc[(sku, location, (day(n)).date())]
+        return self.built.loc[(sku, location, (day(n)).date())]
 
 
 @pytest.fixture
@@ -86,7 +88,7 @@ def hand_demand(world: UnitOfWork) -> HandDemand:
 
 
 def test_rows_cover_every_day_of_each_pair_from_the_day_after_it_was_first_seen(hand_demand):
-    frame = hand_demand.frame()
+    frame = hand_demand.built
     west = frame.loc[("WIDGET", "WEST")]
     assert [d.isoformat() for d in west.index] == [
         f"2026-03-{d:02d}" for d in range(4, 12)
@@ -99,9 +101,9 @@ def test_rows_cover_every_day_of_each_pair_from_the_day_after_it_was_first_seen(
 def test_the_label_is_the_days_demand_at_the_home_location_cancelled_lines_included(
     hand_demand,
 ):
-    west = hand_demand.frame().loc[("WIDGET", "WEST"), "label_demand_units"]
+    west = hand_demand.built.loc[("WIDGET", "WEST"), "label_demand_units"]
     assert west.tolist() == [6, 0, 6, 0, 0, 0, 0, 0]  # 4 + 2 cancelled on the 4th; 6 on the 6th
-    east = hand_demand.frame().loc[("WIDGET", "EAST"), "label_demand_units"]
+    east = hand_demand.built.loc[("WIDGET", "EAST"), "label_demand_units"]
     assert east.tolist() == [0, 0]  # the 3 ordered on the 9th are EAST's, where East Co lives
 
 

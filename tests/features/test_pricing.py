@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -52,11 +53,12 @@ class HandPricing:
     small: CapturedOrder  # Mon 11:00, the same instant: Small Co (bronze too) 1
     deep: CapturedOrder  # Tue: Gold Co 1 at 7.00 typed by an admin (22 % off, no approval)
 
-    def frame(self) -> pd.DataFrame:
+    @cached_property
+    def built(self) -> pd.DataFrame:
         return build(self.uow.engine, TUESDAY, TUESDAY + timedelta(days=10)).set_index("line_id")
 
     def row(self, order: CapturedOrder) -> pd.Series:
-        return self.frame().loc[order.lines[0].line_id]
+        return self.built.loc[order.lines[0].line_id]
 
 
 @pytest.fixture
