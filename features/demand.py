@@ -13,10 +13,12 @@ customer without a home location falls back to the line's own location; a line w
 left out.
 
 **Which pairs.** A SKU x location pair gets rows from the day after it was first seen in the ERP
-(its first stock movement at the location, or its first demand there) to the end of the window:
-a pair whose SKU was never stocked nor asked for at a location gets no rows, and whether a row
-exists depends only on events before its ``t``. The windows count only the days since that first
-day (a pair seen 10 days ago averages over 10 days, not 91).
+(its first stock movement at the location, or its first demand there), for every day while it had
+demand or a stock movement in the 91 days before: a pair whose SKU was never stocked nor asked for
+at a location gets no rows, one left untouched for 91 days (a product run out and no longer asked
+for) stops until its next event, and whether a row exists depends only on events before its
+``t``. The windows count only the days since the pair was first seen (a pair seen 10 days ago
+averages over 10 days, not 91).
 
 **Point in time.** Daily totals are events at the day's midnight; :func:`features.asof.
 trailing_totals` sums them over ``[t - W, t)``, so the day itself (the label) is never an input.
@@ -62,6 +64,7 @@ ADI_CUT = 1.32
 CV2_CUT = 0.49
 PRICE_WINDOW_DAYS = 91
 PROMO_LEAD_DAYS = 7
+DORMANT_AFTER_DAYS = 91
 
 Columns = dict[str, Any]
 
@@ -75,6 +78,7 @@ def demand_frame(
     pairs = seen_pairs(history, demand)
     rows = day_rows(pairs, _first_day_from(to_micros(start)), _first_day_from(to_micros(end)))
     daily = daily_units(demand, pairs)
+    rows = rows.loc[active(rows, pairs, daily, history.stock_moves)].reset_index(drop=True)
     t = rows["day"].to_numpy() * MICROS_PER_DAY
     found = daily_totals(daily, rows["pair"].to_numpy(), t)
     products = _lookup(rows["sku"], history.products, "sku")
@@ -177,6 +181,24 @@ def day_rows(pairs: pd.DataFrame, first_day: int, end_day: int) -> pd.DataFrame:
             "origin": origin[pair],
         }
     )
+
+
+def active(
+    rows: pd.DataFrame, pairs: pd.DataFrame, daily: pd.DataFrame, moves: pd.DataFrame
+) -> np.ndarray:
+    """Rows whose pair had demand or a stock movement in the :data:`DORMANT_AFTER_DAYS` days
+    before ``t``."""
+    t = rows["day"].to_numpy() * MICROS_PER_DAY
+    window = DORMANT_AFTER_DAYS * MICROS_PER_DAY
+    pair = rows["pair"].to_numpy()
+    days = daily["day"].to_numpy() * MICROS_PER_DAY
+    asked = trailing_totals(daily["pair"].to_numpy(), days, {}, pair, t, [window])[window]
+    move_keys, pair_keys = key_codes(
+        [moves["sku"], moves["location_id"]], [pairs["sku"], pairs["location_id"]]
+    )
+    at = moves["occurred_at"].to_numpy()
+    moved = trailing_totals(move_keys, at, {}, pair_keys[pair], t, [window])[window]
+    return (asked.count + moved.count) > 0
 
 
 def daily_units(demand: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:

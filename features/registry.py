@@ -536,7 +536,8 @@ DEMAND = FeatureSet(
     name="demand",
     entity="sku_location_day",
     description="One row per SKU x location x day (zero days included) from the day after the "
-    "pair was first seen (a stock movement or an order), as known at the day's UTC midnight.",
+    "pair was first seen (a stock movement or an order) while it had one in the last 91 days, as "
+    "known at the day's UTC midnight.",
     keys=(
         KeySpec("sku", "category", "The SKU."),
         KeySpec("location_id", "category", "The location."),

@@ -34,9 +34,9 @@ CALENDAR = load_policy().calendar
 TUESDAY = T0.replace(hour=0)  # 2026-03-03: WIDGET counted at WEST at 09:00
 
 
-def day(n: int) -> datetime:
-    """Midnight UTC ``n`` days after Tuesday 3 March 2026."""
-    return TUESDAY + timedelta(days=n)
+def day(n: int, hour: int = 0) -> datetime:
+    """``hour`` o'clock UTC ``n`` days after Tuesday 3 March 2026."""
+    return TUESDAY + timedelta(days=n, hours=hour)
 
 
 def build(url_or_engine, start: datetime, end: datetime) -> pd.DataFrame:
@@ -157,6 +157,21 @@ def test_promotions_and_price_level_come_from_the_price_list_in_force(hand_deman
     # Paid before Thursday: 4 at gold's 9.00 and 2 at bronze's 10.00 (cancelled: still asked at).
     assert before["price_level_91d"] == pytest.approx(9.5 / ((4 * 9 + 2 * 10) / 6))
     assert math.isnan(hand_demand.row("WIDGET", "WEST", 1)["price_level_91d"])
+
+
+def test_a_pair_untouched_for_91_days_rests_until_its_next_event(world: UnitOfWork):
+    stock(world, "WIDGET", "WEST", 10)  # Tuesday 3 March, 09:00; then nothing until 20 June
+    capture_order(
+        world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 1)], now=day(109, 10)
+    )
+    days = build(world.engine, day(0), day(119))["day"].dt.date
+    first_rest, back = (day(0) + timedelta(days=92)).date(), day(110).date()
+    assert days.min() == day(1).date()
+    assert days.max() == day(118).date()
+    assert first_rest not in set(days)  # 2 June was the 91st day after the count: the last row
+    assert (day(0) + timedelta(days=91)).date() in set(days)
+    assert len(days) == 91 + (118 - 110 + 1)
+    assert back in set(days)
 
 
 def test_a_sku_without_a_price_list_is_at_its_list_price_for_every_tier(world: UnitOfWork):
