@@ -55,6 +55,12 @@ def late_shipment(
         False, "--promote", help="Apply the gate: make it the champion if it beats the current one."
     ),
     database_url: str | None = typer.Option(None, help="Read this database instead."),
+    engine: str = typer.Option(
+        "pandas", help="pandas (one machine) or dask (frames and trees on a Dask cluster)."
+    ),
+    scheduler: str | None = typer.Option(
+        None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a local cluster)."
+    ),
 ) -> None:
     """Train the late-shipment model (P(line misses its promised delivery date))."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -83,6 +89,8 @@ def late_shipment(
             seed=seed,
             promote=promote,
             step=lambda name: progress.update(task, description=f"late_shipment: {name}"),
+            engine=engine,
+            scheduler=scheduler,
         )
     console.print(scores_table(result.score_rows()))
     summary = Table(title="training run", title_justify="left", show_header=False)
@@ -93,7 +101,7 @@ def late_shipment(
         ("window", f"{result.window} (end exclusive)"),
         ("slices", ", ".join(f"{k} {v} ({result.rows[k]:,})" for k, v in result.slices.items())),
         ("dropped", f"{result.unlabelled_rows:,} lines without an outcome yet"),
-        ("trees", f"{result.best_iteration} (early stopping)"),
+        ("trees", f"{result.best_iteration} (early stopping), engine {engine}"),
         ("registered", f"{result.registered_name} v{result.version} as challenger"),
         ("mlflow run", f"{result.run_id} at {settings.mlflow_tracking_uri}"),
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
@@ -110,17 +118,20 @@ def late_shipment(
     console.print(summary)
 
 
-def scores_table(rows: list[dict[str, float | str]]) -> Table:
+def scores_table(
+    rows: list[dict[str, float | str]],
+    columns: tuple[tuple[str, str], ...] = SCORE_COLUMNS,
+) -> Table:
     table = Table(title="test window scores", title_justify="left")
     table.add_column("scorer")
     table.add_column("lines", justify="right")
-    for _, title in SCORE_COLUMNS:
+    for _, title in columns:
         table.add_column(title, justify="right")
     for row in rows:
         table.add_row(
             str(row["scorer"]),
             f"{int(float(row['lines'])):,}",
-            *(f"{float(row[key]):.4f}" for key, _ in SCORE_COLUMNS),
+            *(f"{float(row[key]):.4f}" for key, _ in columns),
         )
     return table
 
@@ -171,7 +182,97 @@ def retrain(
         table.add_column("value")
         for what, value in summary_rows(result):
             table.add_row(what, value)
-        console.print(scores_table(result.score_rows()))
+        console.print(
+            scores_table(result.score_rows(), getattr(result, "score_columns", SCORE_COLUMNS))
+        )
         console.print(table)
     promoted = sum(1 for r in results if r.gate and r.gate.promote)
     console.print(f"{len(results)} challenger(s) trained, {promoted} promoted")
+
+
+@app.command("margin-anomaly")
+@reports_user_errors
+def margin_anomaly(
+    ctx: typer.Context,
+    start: datetime | None = typer.Option(
+        None, formats=DATE_FORMATS, help="First entry day to learn from (default: the first)."
+    ),
+    end: datetime | None = typer.Option(
+        None,
+        formats=DATE_FORMATS,
+        help="Day after the last entry day (default: the day after the last entry).",
+    ),
+    validation_days: int = typer.Option(28, help="Days that stop the expected-price boosting."),
+    calibration_days: int = typer.Option(
+        21, help="Days the residual scales, IsolationForest and score scale are measured on."
+    ),
+    test_days: int = typer.Option(28, help="The newest days, scored for the report and gate."),
+    seed: int = typer.Option(7, help="Seed of the model (same data + seed = same model)."),
+    promote: bool = typer.Option(
+        False, "--promote", help="Apply the gate: make it the champion if it beats the current one."
+    ),
+    database_url: str | None = typer.Option(None, help="Read this database instead."),
+) -> None:
+    """Train the margin-anomaly detector (how unusual a line's price is at entry, in [0, 1])."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from training.frames import SplitPlan
+    from training.margin_job import train_margin_anomaly
+
+    settings = settings_of(ctx)
+    plan = SplitPlan(
+        validation_days=validation_days, calibration_days=calibration_days, test_days=test_days
+    )
+    calendar = load_policy(settings.policy_path).calendar
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("margin_anomaly: starting", total=None)
+        result = train_margin_anomaly(
+            settings,
+            calendar,
+            database_url=database_url,
+            start=start.date() if start else None,
+            end=end.date() if end else None,
+            plan=plan,
+            seed=seed,
+            promote=promote,
+            step=lambda name: progress.update(task, description=f"margin_anomaly: {name}"),
+        )
+    if result.metrics_note:
+        console.print(result.metrics_note)
+    else:
+        console.print(scores_table(result.score_rows(), result.score_columns))
+        console.print(recall_by_type_table(result.recall_by_type()))
+    summary = Table(title="training run", title_justify="left", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value")
+    rows = [
+        ("source", database_location(database_url or settings.database_url)),
+        ("window", f"{result.window} (end exclusive)"),
+        ("slices", ", ".join(f"{k} {v} ({result.rows[k]:,})" for k, v in result.slices.items())),
+        (
+            "labelled anomalies",
+            ", ".join(f"{k} {v}" for k, v in result.anomalies.items()) or "none (no truth)",
+        ),
+        ("trees", f"{result.best_iteration} (expected-price model, early stopping)"),
+        ("registered", f"{result.registered_name} v{result.version} as challenger"),
+        ("mlflow run", f"{result.run_id} at {settings.mlflow_tracking_uri}"),
+        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
+    ]
+    if result.gate is not None:
+        verdict = "PROMOTED to champion" if result.gate.promote else "not promoted"
+        rows.append(("gate", f"{verdict}: {result.gate.reason}"))
+    for what, value in rows:
+        summary.add_row(what, value)
+    console.print(summary)
+
+
+def recall_by_type_table(recalls: dict[str, dict[str, float]]) -> Table:
+    table = Table(title="recall at the 1% alert rate, by anomaly type", title_justify="left")
+    kinds = sorted({kind for by_type in recalls.values() for kind in by_type})
+    table.add_column("scorer")
+    for kind in kinds:
+        table.add_column(kind, justify="right")
+    for scorer, by_type in recalls.items():
+        table.add_row(scorer, *(f"{by_type[k]:.2f}" if k in by_type else "-" for k in kinds))
+    return table

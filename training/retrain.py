@@ -16,9 +16,14 @@ from training import late_shipment as ls
 from training import tracking
 from training.frames import SplitPlan, choose_window, split_window
 from training.jobs import TrainResult, train_late_shipment
+from training.margin_anomaly import REGISTERED_NAME as MARGIN_ANOMALY
+from training.margin_job import MarginTrainResult, train_margin_anomaly
 
-Trainer = Callable[..., TrainResult]
-TRAINERS: dict[str, Trainer] = {ls.REGISTERED_NAME: train_late_shipment}
+Trainer = Callable[..., TrainResult | MarginTrainResult]
+TRAINERS: dict[str, Trainer] = {
+    ls.REGISTERED_NAME: train_late_shipment,
+    MARGIN_ANOMALY: train_margin_anomaly,
+}
 """Every model the retraining job knows, by registered name."""
 
 
@@ -64,14 +69,14 @@ def retrain(
     planned: list[PlannedRun],
     plan: SplitPlan,
     step: Callable[[str], None] | None = None,
-) -> list[TrainResult]:
+) -> list[TrainResult | MarginTrainResult]:
     return [
         TRAINERS[run.model](settings, calendar, plan=plan, promote=True, step=step)
         for run in planned
     ]
 
 
-def summary_rows(result: TrainResult) -> list[tuple[str, str]]:
+def summary_rows(result: TrainResult | MarginTrainResult) -> list[tuple[str, str]]:
     """What changed, what was promoted and why, in a few lines."""
     gate = result.gate
     verdict = "promoted to champion" if gate and gate.promote else "not promoted"

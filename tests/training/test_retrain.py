@@ -38,6 +38,7 @@ def test_a_dry_run_shows_the_plan_and_trains_nothing(tracking_in):
     result = runner.invoke(app, ["retrain", "--all", "--dry-run", *SMALL_SPLIT], env=WIDE)
     assert result.exit_code == 0, result.output
     assert "would late_shipment: no champion; train a challenger on" in result.output
+    assert "would margin_anomaly: no champion; train a challenger on" in result.output
     assert not list((tracking_in / "mlartifacts").glob("**/model"))
 
 
@@ -47,7 +48,8 @@ def test_a_run_trains_a_challenger_judges_it_and_says_why():
     assert "retrained late_shipment" in result.output
     assert "late_shipment v1" in result.output
     assert "no champion profile to compare with" in result.output
-    assert "1 challenger(s) trained" in result.output
+    assert "retrained margin_anomaly" in result.output
+    assert "2 challenger(s) trained" in result.output
 
 
 def test_an_unknown_model_is_refused_by_name_with_exit_code_2():
