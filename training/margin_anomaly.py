@@ -102,6 +102,15 @@ def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
     return pd.to_numeric(frame[name], errors="raise").astype("float64").to_numpy()
 
 
+def check_columns(frame: pd.DataFrame) -> None:
+    """A frame missing a pricing feature the model reads is refused by name."""
+    missing = [spec.name for spec in features() if spec.name not in frame.columns]
+    if missing:
+        raise InvalidValue(
+            "frame", ", ".join(missing), "the model needs these features; the frame lacks them"
+        )
+
+
 def context_matrix(frame: pd.DataFrame, encoder: FrameEncoder) -> tuple[np.ndarray, list[str]]:
     """The expected-price model's inputs: everything known about the line but its price."""
     base = _numbers(frame, "quantity_break_price")
@@ -227,6 +236,7 @@ class MarginAnomalyModel(BaseEstimator):
     ) -> MarginAnomalyModel:
         del y  # unsupervised: labels measure the model, never train it
         self._check_params()
+        check_columns(X)
         if len(X) < 2:
             raise InvalidValue("X", len(X), "needs at least 2 priced lines to learn from")
         self.threshold_pct_ = self._threshold()
@@ -343,6 +353,7 @@ class MarginAnomalyModel(BaseEstimator):
         return np.nan_to_num(np.column_stack(columns), nan=0.0)
 
     def score_parts(self, X: pd.DataFrame) -> ScoreParts:
+        check_columns(X)
         expected_log = self.expected_log_ratio(X)
         residual = _target(X) - expected_log
         signed_z = residual / self._scales_of(X)
