@@ -22,12 +22,12 @@ a savepoint starts, so they never depend on it.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import Engine, Table, inspect, select
+from sqlalchemy import Engine, Table, func, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.attributes import instance_state
 
@@ -56,6 +56,11 @@ APPEND_ONLY: tuple[type[Base], ...] = (
 """The tables ``append`` writes: rows that are inserted once and never updated. A function that
 reads one of them while an act may still be running calls ``write_appended`` first (the promise
 readers of ``erp_core.services.stock`` do); the others are read only after the act."""
+
+
+def primary_key_of(model: type[Base]) -> Any:
+    (column,) = _table(model).primary_key.columns
+    return column
 
 
 def _table(model: type[Base]) -> Table:
@@ -92,6 +97,7 @@ class UnitOfWork:
         self._levels: list[_Level] = []
         self._appended: list[tuple[Table, dict[str, Any]]] = []
         self._kept: dict[tuple[type[Any], Any], Any] = {}
+        self._next_ids: dict[type[Base], int] = {}
 
     @classmethod
     def from_url(cls, url: str, policy: Policy | None = None) -> UnitOfWork:
@@ -131,6 +137,7 @@ class UnitOfWork:
             self.session.close()
             self._appended.clear()
             self._kept.clear()
+            self._next_ids.clear()
             return
         if not level.closed:
             if level.savepoint.is_active:
@@ -150,6 +157,7 @@ class UnitOfWork:
         if level.savepoint is None:
             self.session.commit()
             level.locks.clear()  # the transaction's locks end with it
+            self._next_ids.clear()
         else:
             level.savepoint.commit()
             level.closed = True
@@ -159,6 +167,7 @@ class UnitOfWork:
         level = self._levels[-1]
         if level.savepoint is None:
             self.session.rollback()
+            self._next_ids.clear()
         else:
             if level.savepoint.is_active:
                 level.savepoint.rollback()
@@ -170,6 +179,9 @@ class UnitOfWork:
         the innermost level's, as entering a level writes the queue) and its locks."""
         self._appended.clear()
         level.locks.clear()
+        # Ids handed out to undone rows are free again (the enclosing level's rows were flushed
+        # when the savepoint began): read the next free ones afresh.
+        self._next_ids.clear()
 
     # --- append-only history -------------------------------------------------------------------
 
@@ -202,6 +214,34 @@ class UnitOfWork:
         for table, rows in by_table.items():
             connection.execute(table.insert(), rows)
         self._appended.clear()
+
+    # --- ids of new rows ------------------------------------------------------------------------
+
+    def assign_ids(self, rows: Sequence[Base]) -> None:
+        """Give new rows of one model their primary keys before they are flushed (SQLite only).
+
+        SQLAlchemy cannot insert many ORM rows with one statement on SQLite and still tell
+        which generated id belongs to which row, so it inserts them one statement each; rows
+        that carry their ids share one ``executemany``. SQLite serialises writers (every unit
+        of work begins ``IMMEDIATE``), so the next free id read once per transaction stays free
+        for it; every place that creates rows of the model must assign their ids this way
+        (a row left to the database could take an id handed out here but not yet flushed).
+        After an undone savepoint the next free id is read again, so ids are handed out as
+        the database would have. PostgreSQL returns the ids of a
+        multi-row insert in order already: nothing to do there.
+        """
+        if not rows or self.dialect != "sqlite":
+            return
+        model = type(rows[0])
+        next_id = self._next_ids.get(model)
+        if next_id is None:
+            column = primary_key_of(model)
+            next_id = int(self.session.execute(select(func.max(column))).scalar() or 0) + 1
+        attribute = inspect(model).get_property_by_column(primary_key_of(model)).key
+        for row in rows:
+            setattr(row, attribute, next_id)
+            next_id += 1
+        self._next_ids[model] = next_id
 
     # --- master data and locks -----------------------------------------------------------------
 

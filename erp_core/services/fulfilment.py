@@ -340,6 +340,7 @@ def _open_shipment(
         planned_freight_cost=planned_freight_cost(lane, weight),
         expedited=lane is not None and lane.service_level != "standard",
     )
+    uow.assign_ids([shipment])
     uow.session.add(shipment)
     uow.session.flush()
     audit(
@@ -849,6 +850,7 @@ def _add_event(
         source=actor.name,
         details=details,
     )
+    uow.assign_ids([event])
     uow.session.add(event)
     uow.session.flush()
     return event

@@ -238,7 +238,9 @@ def _apply_picks(
                 ),
                 weight,
             )
-    uow.session.add_all([shipment for shipment, _ in shipments.values()])
+    new_shipments = [shipment for shipment, _ in shipments.values()]
+    uow.assign_ids(new_shipments)
+    uow.session.add_all(new_shipments)
     uow.session.flush()
     events: list[ShipmentEvent] = []
     outcomes: list[PickResult | DomainError] = []
@@ -287,6 +289,7 @@ def _apply_picks(
                 ),
             )
         )
+    uow.assign_ids(events)
     uow.session.add_all(events)
     uow.session.flush()
     return outcomes
@@ -349,7 +352,9 @@ def record_shipment_events(
                 done.append(_milestone(uow, actor, now, known, event, fact))
             except DomainError as refused:
                 done.append(refused)
-        uow.session.add_all([outcome[0] for outcome in done if isinstance(outcome, tuple)])
+        rows = [outcome[0] for outcome in done if isinstance(outcome, tuple)]
+        uow.assign_ids(rows)
+        uow.session.add_all(rows)
         uow.session.flush()
         uow.commit()
     return [

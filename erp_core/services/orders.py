@@ -407,8 +407,10 @@ def split_line(
 
 
 def _insert_lines(uow: UnitOfWork, lines: Sequence[OrderLine]) -> None:
-    """Insert new lines in one flush (one multi-row INSERT where the dialect can return their
-    ids for it, PostgreSQL), so they have their ids."""
+    """Insert new lines in one flush, so they have their ids: one multi-row INSERT where the
+    dialect returns the ids in order (PostgreSQL), one ``executemany`` of lines given their ids
+    beforehand on SQLite (``UnitOfWork.assign_ids``)."""
+    uow.assign_ids(lines)
     uow.session.add_all(lines)
     uow.session.flush()
 
@@ -525,9 +527,7 @@ class Allocator:
         self.order = order
         self.customer = customer
         self.calendar = uow.policy.calendar
-        self.lanes = (
-            standard_lanes(uow, order.ship_to_region) if lanes is None else dict(lanes)
-        )
+        self.lanes = standard_lanes(uow, order.ship_to_region) if lanes is None else dict(lanes)
         if not self.lanes:
             raise InvalidValue(
                 "ship_to_region", order.ship_to_region, "no carrier lane serves this region"
@@ -545,7 +545,10 @@ class Allocator:
         """The promise made to each line allocated or backordered."""
 
     def lock(self, skus: Sequence[str]) -> None:
+        """Lock the balances of the SKUs at the order's locations (and read their products,
+        which each line's replenishment date needs, with one query)."""
         lock_balances(self.uow, [(s, loc) for s in skus for loc in self.lanes])
+        self.uow.preload(Product, skus)
 
     def promise(
         self, location_id: str, ready_on: date | None, backlog: int | None = None

@@ -194,6 +194,7 @@ def reserve(
         quantity=line.quantity,
         created_at=now,
     )
+    uow.assign_ids([reservation])
     uow.session.add(reservation)
     post(
         uow,
