@@ -175,11 +175,22 @@ def load_training_frame(
     plan: SplitPlan,
     calendar: BusinessCalendar,
     frames_dir: Path | None = None,
+    engine: str = "pandas",
+    scheduler: str | None = None,
 ) -> TrainingFrame:
     """Build the feature set's frame for the window (validated, written with its manifest) and
     keep the rows whose label is known."""
     folder = frames_dir or Path(tempfile.mkdtemp(prefix="erpx-frame-"))
-    built = build_feature_set(feature_set, database_url, window.start, window.end, folder, calendar)
+    built = build_feature_set(
+        feature_set,
+        database_url,
+        window.start,
+        window.end,
+        folder,
+        calendar,
+        engine=engine,
+        scheduler=scheduler,
+    )
     frame = pd.read_parquet(built.frame_path)
     known = frame[label].notna()
     slices = split_window(window, plan)

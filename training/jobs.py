@@ -72,7 +72,12 @@ def train_late_shipment(
     promote: bool = False,
     model_params: dict[str, Any] | None = None,
     step: Step | None = None,
+    engine: str = "pandas",
+    scheduler: str | None = None,
 ) -> TrainResult:
+    """Train, compare, log and register the late-shipment model. ``engine="dask"`` builds the
+    frame and grows the trees on the Dask scheduler at ``scheduler`` (a local cluster when
+    None); everything after (calibration, scoring, MLflow) is the same."""
     announce = step or (lambda _name: None)
     url = database_url or settings.database_url
     plan = plan or SplitPlan()
@@ -83,13 +88,25 @@ def train_late_shipment(
     started = time.perf_counter()
     frames_dir = Path(tempfile.mkdtemp(prefix="erpx-frame-", dir=_var(settings)))
     data = load_training_frame(
-        ls.FEATURE_SET, ls.LABEL, url, window, plan, calendar, frames_dir=frames_dir
+        ls.FEATURE_SET,
+        ls.LABEL,
+        url,
+        window,
+        plan,
+        calendar,
+        frames_dir=frames_dir,
+        engine=engine,
+        scheduler=scheduler,
     )
     clock["features"] = time.perf_counter() - started
 
     announce("fitting LightGBM (early stopping on the validation weeks) and calibrating")
     started = time.perf_counter()
-    model = _fit_model(data, seed, model_params or {})
+    model = (
+        _fit_on_dask(data, seed, model_params or {}, scheduler)
+        if engine == "dask"
+        else _fit_model(data, seed, model_params or {})
+    )
     clock["fit"] = time.perf_counter() - started
 
     announce("fitting the baselines")
@@ -158,6 +175,15 @@ def _fit_model(data: TrainingFrame, seed: int, params: dict[str, Any]) -> ls.Lat
         eval_set=(valid, valid[ls.LABEL]),
         calibration_set=(calib, calib[ls.LABEL]),
     )
+
+
+def _fit_on_dask(
+    data: TrainingFrame, seed: int, params: dict[str, Any], scheduler: str | None
+) -> ls.LateShipmentModel:
+    from training.dask_training import dask_client, fit_on_dask
+
+    with dask_client(scheduler) as client:
+        return fit_on_dask(data, seed, params, client)
 
 
 def _fit_baselines(data: TrainingFrame, seed: int) -> dict[str, Any]:

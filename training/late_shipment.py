@@ -120,6 +120,26 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         self.calibrator_ = self._fit_calibrator(*calibration_set)
         return self
 
+    def adopt(
+        self,
+        encoder: FrameEncoder,
+        booster: lgb.Booster,
+        best_iteration: int,
+        calibration_set: tuple[pd.DataFrame, Any],
+    ) -> LateShipmentModel:
+        """Finish a model whose trees were grown elsewhere (on a Dask cluster): the same
+        calibration and the same scoring path as ``fit``, so serving cannot tell them apart."""
+        self.encoder_ = encoder
+        self.classes_ = np.array([0, 1])
+        self.booster_ = booster
+        self.best_iteration_ = best_iteration
+        self.calibrator_ = self._fit_calibrator(*calibration_set)
+        return self
+
+    def lightgbm_params(self) -> dict[str, Any]:
+        """The booster's parameters for the features the encoder was fitted on."""
+        return self._params()
+
     def _dataset(self, X: pd.DataFrame, y: Any, reference: lgb.Dataset | None = None) -> Any:
         return lgb.Dataset(
             self.encoder_.transform(X),
