@@ -416,7 +416,7 @@ def _target(frame: pd.DataFrame) -> np.ndarray:
 def compare(ratio: float, what: str) -> str:
     if ratio >= 1.5:
         return f"price is {ratio:.1f}x {what}"
-    if ratio <= 1 / 1.5:
+    if ratio <= 0.5:
         return f"price is 1/{1 / ratio:.1f} of {what}"
     if ratio >= 1:
         return f"price is {ratio - 1:.0%} above {what}"
@@ -445,8 +445,11 @@ def line_reasons(X: pd.DataFrame, parts: ScoreParts, threshold_pct: float) -> li
         expected = parts.expected_price[i]
         if statistical[i] >= STATISTICAL_REASON or not said:
             if not np.isnan(customer[i]):
-                lines = "price" if seen[i] == 1 else f"{int(seen[i])} prices"
-                what = f"this customer's last {lines} (median {customer[i]:.2f})"
+                what = (
+                    f"this customer's last price {customer[i]:.2f}"
+                    if seen[i] == 1
+                    else f"this customer's last {int(seen[i])} prices (median {customer[i]:.2f})"
+                )
                 said.append(compare(price[i] / customer[i], what))
             elif not np.isnan(tier[i]):
                 what = f"the {tiers[i]} tier's recent median {tier[i]:.2f}"
