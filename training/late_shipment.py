@@ -212,12 +212,15 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
             )
         )
 
-    def reasons(self, X: pd.DataFrame, limit: int = 3) -> list[list[Reason]]:
-        """The features that pushed each row's risk up the most, in words."""
+    def reasons(
+        self, X: pd.DataFrame, limit: int = 3, contexts: list[dict[str, str]] | None = None
+    ) -> list[list[Reason]]:
+        """The features that pushed each row's risk up the most, in words; ``contexts`` (one
+        per row: ``location``, ``carrier``) lets the words name the place and the carrier."""
         matrix = self.encoder_.transform(X)
         names = self.encoder_.names
         columns = {name: X[name].to_numpy(dtype=object) for name in names}
-        return reasons_of_rows(self.contributions(matrix), columns, names, limit)
+        return reasons_of_rows(self.contributions(matrix), columns, names, limit, contexts)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

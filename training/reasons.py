@@ -50,6 +50,19 @@ PHRASES: dict[str, str] = {
 }
 
 
+WITH_CONTEXT: dict[str, str] = {
+    "pick_backlog_ratio": "pick backlog at {location} is {value:.1f}x its daily pick capacity",
+    "pick_backlog_lines": "{value:.0f} lines wait to be picked at {location}",
+    "location_ontime_ship_rate_14d": "{location} shipped {value:.0%} on time in the last 14 days",
+    "location_ontime_ship_rate_56d": "{location} shipped {value:.0%} on time in the last 56 days",
+    "lane_ontime_delivery_rate_28d": "{carrier} on-time {value:.0%} on this lane in 28 days",
+    "lane_ontime_delivery_rate_90d": "{carrier} on-time {value:.0%} on this lane in 90 days",
+    "stock_cover": "stock cover at {location} is {value:.2f}x the quantity",
+}
+"""Sentences that name the place or carrier, used when the caller knows them (serving does: the
+draft order says where it ships from and with whom; a training frame does not)."""
+
+
 @dataclass(frozen=True)
 class Reason:
     feature: str
@@ -72,14 +85,18 @@ class Reason:
         }
 
 
-def phrase(feature: str, value: Any) -> str:
+def phrase(feature: str, value: Any, context: dict[str, str] | None = None) -> str:
+    """The feature's sentence with its value, naming the location or carrier when ``context``
+    gives them."""
     template = PHRASES.get(feature)
+    if context and feature in WITH_CONTEXT:
+        template = WITH_CONTEXT[feature]
     if template is None or value is None or (isinstance(value, float) and np.isnan(value)):
         return f"{feature} = {value}"
     try:
-        return template.format(value=value)
-    except (ValueError, TypeError):
-        return f"{feature} = {value}"
+        return template.format(value=value, **(context or {}))
+    except (ValueError, TypeError, KeyError):
+        return PHRASES.get(feature, "{feature} = {value}").format(feature=feature, value=value)
 
 
 def top_reasons(
@@ -94,7 +111,11 @@ def top_reasons(
 
 
 def reasons_of_rows(
-    contributions: np.ndarray, columns: dict[str, np.ndarray], names: list[str], limit: int = 3
+    contributions: np.ndarray,
+    columns: dict[str, np.ndarray],
+    names: list[str],
+    limit: int = 3,
+    contexts: list[dict[str, str]] | None = None,
 ) -> list[list[Reason]]:
     """``top_reasons`` for many rows at once: the ranking is one vectorised sort, and only the
     ``limit`` chosen cells per row are turned into words."""
@@ -109,6 +130,7 @@ def reasons_of_rows(
                 break
             name = names[j]
             value = columns[name][i]
-            row.append(Reason(name, value, float(contribution), phrase(name, value)))
+            context = contexts[i] if contexts else None
+            row.append(Reason(name, value, float(contribution), phrase(name, value, context)))
         rows.append(row)
     return rows

@@ -22,3 +22,16 @@ def test_features_that_lowered_the_risk_are_never_reasons():
 def test_a_feature_without_a_phrase_or_value_is_named_as_it_is():
     assert phrase("mystery", 5) == "mystery = 5"
     assert phrase("pick_backlog_ratio", float("nan")) == "pick_backlog_ratio = nan"
+
+
+def test_reasons_name_the_location_and_carrier_when_the_caller_knows_them():
+    context = {"location": "DAL", "carrier": "Swift"}
+    assert phrase("pick_backlog_ratio", 2.34, context) == (
+        "pick backlog at DAL is 2.3x its daily pick capacity"
+    )
+    assert phrase("lane_ontime_delivery_rate_28d", 0.71, context) == (
+        "Swift on-time 71% on this lane in 28 days"
+    )
+    assert phrase("pick_backlog_ratio", 2.34, {"carrier": "Swift"}) == (
+        "pick backlog at the location is 2.3x its daily pick capacity"
+    )
