@@ -55,6 +55,11 @@ def main() -> None:
     parser.add_argument("--calibration-days", type=int, default=21)
     parser.add_argument("--test-days", type=int, default=28)
     parser.add_argument("--out", type=Path, default=RESULTS / "train-late_shipment.json")
+    parser.add_argument(
+        "--compare-dask",
+        action="store_true",
+        help="Also grow the trees on a 2-worker local Dask cluster and compare test AUCs.",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="erpx-bench-train-") as folder:
@@ -77,6 +82,7 @@ def main() -> None:
         peak_training = _peak_mib()
         _say("scoring throughput")
         scoring = _scoring(settings, calendar, plan, args.score_rows, args.repeats)
+        dask = _compare_dask(settings, calendar, plan) if args.compare_dask else None
 
     scores = {name: s.as_dict() for name, s in result.scores.items()}
     model = scores["model"]
@@ -101,6 +107,7 @@ def main() -> None:
         "seconds": result.seconds | {"total": round(wall, 2)},
         "peak_rss_mib_after_training": peak_training,
         "scoring": scoring,
+        "dask_vs_single_machine": dask,
         "peak_rss_mib": _peak_mib(),
         "targets": TARGETS,
     }
@@ -174,6 +181,44 @@ def _scoring(
         ),
         "reason_codes_cost_us_per_row": round(timings["erpx_reason_codes_top3"] * 1e6, 1),
     }
+
+
+def _compare_dask(settings: Settings, calendar: Any, plan: SplitPlan) -> dict[str, Any]:
+    """Test AUC of trees grown on one machine and on a 2-worker local Dask cluster, from the same
+    frame, with and without row/column sampling (which draws per worker on a cluster)."""
+    from training.dask_training import dask_client, fit_on_dask
+    from training.jobs import _fit_model
+    from training.metrics import score_classifier
+
+    _say("dask comparison")
+    window = choose_window(settings.database_url, plan)
+    data = load_training_frame(
+        ls.FEATURE_SET, ls.LABEL, settings.database_url, window, plan, calendar
+    )
+    test = data.part("test")
+    outcomes = test[ls.LABEL].to_numpy(dtype=bool)
+    variants = {"default": {}, "no_sampling": {"subsample": 1.0, "colsample_bytree": 1.0}}
+    found: dict[str, Any] = {}
+    with dask_client(None, workers=2) as client:
+        for name, params in variants.items():
+            started = time.perf_counter()
+            single = _fit_model(data, 7, params)
+            single_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            grown = fit_on_dask(data, 7, {"n_estimators": 600, **params}, client)
+            dask_seconds = time.perf_counter() - started
+            single_auc = score_classifier(outcomes, single.predict_proba(test)[:, 1]).roc_auc
+            dask_auc = score_classifier(outcomes, grown.predict_proba(test)[:, 1]).roc_auc
+            found[name] = {
+                "single_machine_auc": single_auc,
+                "dask_auc": dask_auc,
+                "difference": dask_auc - single_auc,
+                "single_machine_trees": single.best_iteration_,
+                "dask_trees": grown.best_iteration_,
+                "single_machine_fit_seconds": round(single_seconds, 2),
+                "dask_fit_seconds": round(dask_seconds, 2),
+            }
+    return found
 
 
 def _interleaved(actions: dict[str, Any], repeats: int) -> dict[str, float]:
