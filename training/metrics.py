@@ -87,6 +87,17 @@ def recall_at_budget(outcomes: np.ndarray, probabilities: np.ndarray, budget: fl
     return float(y[order[:flagged]].sum() / max(y.sum(), 1))
 
 
+def auc_standard_error(auc: float, positives: int, negatives: int) -> float:
+    """Hanley and McNeil's (1982) standard error of a ROC AUC measured on this many lines: how far
+    two AUCs on one test window may differ by the draw of its lines alone."""
+    q1 = auc / (2 - auc)
+    q2 = 2 * auc * auc / (1 + auc)
+    variance = (
+        auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)
+    ) / (positives * negatives)
+    return float(np.sqrt(max(variance, 0.0)))
+
+
 def oracle_auc_ratio(model_auc: float, oracle_auc: float) -> float:
     """(AUC_model - 0.5) / (AUC_oracle - 0.5): the share of the learnable signal the model found."""
     if oracle_auc <= 0.5:

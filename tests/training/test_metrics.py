@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from training.metrics import (
+    auc_standard_error,
     calibration_table,
     expected_calibration_error,
     oracle_auc_ratio,
@@ -61,3 +62,9 @@ def test_oracle_ratio_is_the_share_of_learnable_signal_found():
     assert oracle_auc_ratio(0.7, 0.8) == pytest.approx(2 / 3)
     assert oracle_auc_ratio(0.8, 0.8) == 1.0
     assert np.isnan(oracle_auc_ratio(0.7, 0.5))
+
+
+def test_the_auc_standard_error_shrinks_with_more_lines():
+    small = auc_standard_error(0.7, 70, 450)
+    assert 0.02 < small < 0.05
+    assert auc_standard_error(0.7, 7000, 45000) < small / 5
