@@ -29,7 +29,9 @@ How the score is composed (``MarginAnomalyModel``):
 5. **Hard rules**, each a score in [``alert_score``, 1] growing with its severity: a price below
    unit cost (0.8 at the cost, 1.0 at half the cost), and a discount beyond the policy's approval
    threshold entered without an approval request (0.8 at the threshold, 1.0 thirty points
-   beyond it). A rule hit always reaches the alert threshold.
+   beyond it), and a typed price equal to a superseded entry of the line's price list (a stale
+   price list; 0.8 plus the gap to the current price on the discount's scale). A rule hit always
+   reaches the alert threshold.
 6. **Score** = the largest of the rule scores and the statistical score.
 
 The reason of each line names the rules it breaks and the strongest comparison: with the
@@ -63,6 +65,11 @@ TYPE_COLUMN = "anomaly_type"
 APPROVAL_COLUMN = "approval_requested"
 """Whether a discount approval was requested when the line was captured (known at entry; not in
 the feature set: the training job reads it beside the frame, serving knows it from the capture)."""
+
+SUPERSEDED_COLUMN = "matches_superseded_price"
+"""Whether the typed price equals, to the cent, a price the line's price list (tier, SKU,
+quantity break) carried before the entry in force at entry and no longer does (known at entry;
+read beside the frame like the approval column; absent: the stale-price rule stays silent)."""
 
 ALERT_RATE = 0.01
 """Metrics are read at an alert queue that takes the 1% most anomalous lines."""
@@ -144,6 +151,12 @@ def approval_requested(frame: pd.DataFrame) -> np.ndarray:
     return frame[APPROVAL_COLUMN].fillna(False).astype(bool).to_numpy()
 
 
+def superseded(frame: pd.DataFrame) -> np.ndarray:
+    if SUPERSEDED_COLUMN not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    return frame[SUPERSEDED_COLUMN].fillna(False).astype(bool).to_numpy()
+
+
 def robust_z(values: np.ndarray, center: float, scale: float) -> np.ndarray:
     return np.maximum(values - center, 0.0) / scale
 
@@ -172,6 +185,7 @@ class ScoreParts:
     iforest_score: np.ndarray
     below_cost_score: np.ndarray
     discount_score: np.ndarray
+    stale_score: np.ndarray
     score: np.ndarray
 
     @property
@@ -180,7 +194,7 @@ class ScoreParts:
 
     @property
     def rules_score(self) -> np.ndarray:
-        return np.maximum(self.below_cost_score, self.discount_score)
+        return np.maximum.reduce([self.below_cost_score, self.discount_score, self.stale_score])
 
 
 class MarginAnomalyModel(BaseEstimator):
@@ -362,8 +376,8 @@ class MarginAnomalyModel(BaseEstimator):
         isolation = -self.iforest_.score_samples(self._shape_features(X, signed_z))
         iforest_z = robust_z(isolation, self.iforest_center_, self.iforest_scale_)
         iforest_score = bounded(iforest_z, self.iforest_half_)
-        below, discount = self._rule_scores(X)
-        score = np.maximum.reduce([residual_score, iforest_score, below, discount])
+        below, discount, stale = self._rule_scores(X)
+        score = np.maximum.reduce([residual_score, iforest_score, below, discount, stale])
         return ScoreParts(
             expected_price=_numbers(X, "quantity_break_price") * np.exp(expected_log),
             residual=residual,
@@ -372,10 +386,11 @@ class MarginAnomalyModel(BaseEstimator):
             iforest_score=iforest_score,
             below_cost_score=below,
             discount_score=discount,
+            stale_score=stale,
             score=np.clip(score, 0.0, 1.0),
         )
 
-    def _rule_scores(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _rule_scores(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = self.alert_score
         shortfall = 1 - _numbers(X, "unit_price") / _numbers(X, "unit_cost")
         below = np.where(shortfall > 0, a + (1 - a) * np.minimum(shortfall / COST_SEVERITY, 1), 0)
@@ -384,7 +399,9 @@ class MarginAnomalyModel(BaseEstimator):
         discount = np.where(
             unapproved, a + (1 - a) * np.minimum(excess / DISCOUNT_SEVERITY, 1), 0.0
         )
-        return below, discount
+        gap = np.abs(1 - _numbers(X, "unit_price") / _numbers(X, "quantity_break_price"))
+        stale = np.where(superseded(X), a + (1 - a) * np.minimum(gap / DISCOUNT_SEVERITY, 1), 0.0)
+        return below, discount, stale
 
     def anomaly_score(self, X: pd.DataFrame) -> np.ndarray:
         """The score in [0, 1] of each line (higher: more anomalous)."""
@@ -426,6 +443,7 @@ def compare(ratio: float, what: str) -> str:
 def line_reasons(X: pd.DataFrame, parts: ScoreParts, threshold_pct: float) -> list[str]:
     price = _numbers(X, "unit_price")
     cost = _numbers(X, "unit_cost")
+    list_price = _numbers(X, "quantity_break_price")
     discount = _numbers(X, "discount_vs_tier")
     customer = _numbers(X, "customer_median_price_5")
     seen = np.minimum(_numbers(X, "customer_price_count"), 5)
@@ -441,6 +459,11 @@ def line_reasons(X: pd.DataFrame, parts: ScoreParts, threshold_pct: float) -> li
             said.append(
                 f"discount {discount[i]:.0%}, beyond the {threshold_pct:g}% approval threshold, "
                 "entered without approval"
+            )
+        if parts.stale_score[i] > 0:
+            said.append(
+                f"price {price[i]:.2f} is a superseded price-list price (the list now says "
+                f"{list_price[i]:.2f}): stale price list"
             )
         expected = parts.expected_price[i]
         if statistical[i] >= STATISTICAL_REASON or not said:
@@ -466,8 +489,8 @@ def line_reasons(X: pd.DataFrame, parts: ScoreParts, threshold_pct: float) -> li
 
 
 class RulesOnly(BaseEstimator):
-    """The hard rules alone (below cost; discount beyond the threshold without approval), each
-    scored by its severity; every other line scores 0."""
+    """The hard rules alone (below cost; discount beyond the threshold without approval; a
+    superseded price-list price), each scored by its severity; every other line scores 0."""
 
     def __init__(self, approval_threshold_pct: float | None = None) -> None:
         self.approval_threshold_pct = approval_threshold_pct
@@ -479,7 +502,7 @@ class RulesOnly(BaseEstimator):
         return self
 
     def anomaly_score(self, X: pd.DataFrame) -> np.ndarray:
-        return np.maximum(*self.model_._rule_scores(X))
+        return np.maximum.reduce(self.model_._rule_scores(X))
 
 
 class CustomerMedianZ(BaseEstimator):

@@ -26,7 +26,7 @@ import pandas as pd
 from sqlalchemy import and_, select
 
 from erp_core.db.engine import make_engine
-from erp_core.db.models import ApprovalRequest, OrderLine
+from erp_core.db.models import ApprovalRequest, OrderLine, PriceListEntry
 from erp_core.domain.calendar import BusinessCalendar
 from erp_core.domain.errors import InvalidValue
 from erp_core.settings import Settings
@@ -204,6 +204,7 @@ def load_pricing_data(
     if frame.empty:
         raise InvalidValue("window", window.describe(), "holds no priced order lines")
     frame[ma.APPROVAL_COLUMN] = frame["line_id"].isin(approvals_at_capture(url))
+    frame[ma.SUPERSEDED_COLUMN] = frame["line_id"].isin(superseded_price_lines(url, frame))
     truth = pricing_truth(url)
     if truth is not None:
         frame = frame.merge(truth, on="line_id", how="left")
@@ -233,6 +234,69 @@ def approvals_at_capture(url: str) -> set[int]:
             return {int(line_id) for line_id in rows}
     finally:
         engine.dispose()
+
+
+def superseded_price_lines(url: str, frame: pd.DataFrame) -> set[int]:
+    """Lines typed at exactly a price their price list carried for the line's tier, SKU and
+    quantity break before the entry now in force, and no longer does (a stale price list).
+
+    Read from the price-list entries with ``valid_from`` on or before the entry day, so what the
+    line is compared with was known at its entry."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            entries = pd.read_sql(
+                select(
+                    PriceListEntry.tier,
+                    PriceListEntry.sku,
+                    PriceListEntry.min_quantity,
+                    PriceListEntry.unit_price,
+                    PriceListEntry.valid_from,
+                ),
+                connection,
+            )
+            skus = pd.read_sql(
+                select(OrderLine.id.label("line_id"), OrderLine.sku).where(
+                    OrderLine.id.in_(frame["line_id"].tolist())
+                ),
+                connection,
+            )
+    finally:
+        engine.dispose()
+    typed = frame.loc[
+        frame["price_overridden"].astype(bool),
+        ["line_id", "entered_at", "customer_tier", "line_units", "unit_price"],
+    ]
+    lines = typed.merge(skus, on="line_id").rename(columns={"customer_tier": "tier"})
+    if lines.empty or entries.empty:
+        return set()
+    lines["tier"] = lines["tier"].astype(str)
+    lines["day"] = pd.to_datetime(lines["entered_at"]).dt.tz_localize(None).dt.normalize()
+    entries["valid_from"] = pd.to_datetime(entries["valid_from"])
+    entries["unit_price"] = entries["unit_price"].astype("float64")
+    known = lines.merge(entries, on=["tier", "sku"])
+    known = known.loc[
+        (known["min_quantity"] <= known["line_units"]) & (known["valid_from"] <= known["day"])
+    ]
+    if known.empty:
+        return set()
+    # the line's quantity break, and the entry of that break in force on the entry day
+    known = known.loc[
+        known["min_quantity"] == known.groupby("line_id")["min_quantity"].transform("max")
+    ]
+    newest = known.groupby("line_id")["valid_from"].transform("max")
+    current = known.loc[known["valid_from"] == newest, ["line_id", "unit_price_y"]].rename(
+        columns={"unit_price_y": "current_price"}
+    )
+    earlier = known.loc[known["valid_from"] < newest].merge(current, on="line_id")
+    stale = (cents(earlier["unit_price_x"]) == cents(earlier["unit_price_y"])) & (
+        cents(earlier["unit_price_y"]) != cents(earlier["current_price"])
+    )
+    return {int(line_id) for line_id in earlier.loc[stale, "line_id"]}
+
+
+def cents(values: pd.Series) -> np.ndarray:
+    return np.round(values.to_numpy(dtype=np.float64) * 100)
 
 
 def pricing_truth(url: str) -> pd.DataFrame | None:

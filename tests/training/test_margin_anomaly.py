@@ -111,6 +111,16 @@ def test_an_unapproved_deep_discount_is_flagged_and_an_approved_one_is_not_by_th
     assert (model.score_parts(deep).discount_score == 0).all()
 
 
+def test_a_price_from_a_superseded_price_list_is_flagged_as_stale(data, model):
+    lines = usual_lines(data, model).head(10)
+    stale = repriced(lines, (lines["quantity_break_price"] / 1.04).round(2))
+    stale[ma.SUPERSEDED_COLUMN] = True
+    parts = model.score_parts(stale)
+    assert (parts.stale_score >= ma.ALERT_SCORE).all()
+    assert all("stale price list" in r for r in model.reasons(stale, parts))
+    assert (model.score_parts(stale.drop(columns=[ma.SUPERSEDED_COLUMN])).stale_score == 0).all()
+
+
 def test_every_below_cost_line_of_the_world_reaches_the_alert_score(data, model):
     frame = data.frame
     below = frame.loc[frame["price_cost_ratio"] < 1]
