@@ -255,12 +255,7 @@ def superseded_price_lines(url: str, frame: pd.DataFrame) -> set[int]:
                 ),
                 connection,
             )
-            skus = pd.read_sql(
-                select(OrderLine.id.label("line_id"), OrderLine.sku).where(
-                    OrderLine.id.in_(frame["line_id"].tolist())
-                ),
-                connection,
-            )
+            skus = pd.read_sql(select(OrderLine.id.label("line_id"), OrderLine.sku), connection)
     finally:
         engine.dispose()
     typed = frame.loc[

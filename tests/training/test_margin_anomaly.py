@@ -310,3 +310,47 @@ def test_bad_input_is_refused_with_exit_code_2_and_nothing_registered(
     assert named in result.output
     assert "Traceback" not in result.output
     assert not (tracking_in / "mlflow.db").exists()
+
+
+def test_a_typed_price_from_a_superseded_price_list_entry_is_found_in_the_database(
+    training_world, data, tmp_path
+):
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "world.db"
+    shutil.copy(training_world.url.removeprefix("sqlite:///"), copy)
+    line = data.part("test").query("line_units < 50").iloc[0]
+    with sqlite3.connect(copy) as connection:
+        (sku,) = connection.execute(
+            "SELECT sku FROM order_lines WHERE id = ?", (int(line["line_id"]),)
+        ).fetchone()
+        (base,) = connection.execute(
+            "SELECT unit_price FROM price_list_entries WHERE tier = ? AND sku = ? "
+            "AND min_quantity = 1 ORDER BY valid_from LIMIT 1",
+            (str(line["customer_tier"]), sku),
+        ).fetchone()
+        new_price = round(float(base) * 1.05, 2)
+        day = line["entered_at"].date().isoformat()  # in force from the entry day on
+        connection.execute(
+            "INSERT OR REPLACE INTO price_list_entries "
+            "(tier, sku, min_quantity, unit_price, valid_from) VALUES (?, ?, 1, ?, ?)",
+            (str(line["customer_tier"]), sku, new_price, day),
+        )
+    typed = pd.DataFrame(
+        {
+            "line_id": [int(line["line_id"])] * 2,
+            "entered_at": [line["entered_at"]] * 2,
+            "customer_tier": [str(line["customer_tier"])] * 2,
+            "line_units": [int(line["line_units"])] * 2,
+            "unit_price": [float(base), new_price],
+            "price_overridden": [True, True],
+        }
+    )
+    url = f"sqlite:///{copy}"
+    assert margin_job.superseded_price_lines(url, typed.iloc[:1]) == {int(line["line_id"])}
+    assert margin_job.superseded_price_lines(url, typed.iloc[1:]) == set()
+    assert (
+        margin_job.superseded_price_lines(url, typed.iloc[:1].assign(price_overridden=False))
+        == set()
+    )
