@@ -92,7 +92,7 @@ def main() -> None:
 
 def measure(url: str, tiles: int, chunk_counts: list[int]) -> dict[str, Any]:
     """In a fresh process: pandas, then Dask with each chunk count, on the same tiled history."""
-    from distributed import Client, LocalCluster
+    from features.dask_engine import dask_client
 
     history = _bench_features().tile(load_history(url), tiles)
     calendar = load_policy().calendar
@@ -112,13 +112,10 @@ def measure(url: str, tiles: int, chunk_counts: list[int]) -> dict[str, Any]:
     }
     print(f"x{tiles}: pandas {figures['pandas']}", flush=True)
     started = time.perf_counter()
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with dask_client(None) as client:  # what `erpx features build --engine dask` starts
         client.run(_import_the_pipeline)  # what a worker does once, not per build
+        trim = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+        figures["workers_malloc_trim_threshold"] = sorted(set(trim.values()), key=str)
         figures["cluster_start_seconds"] = round(time.perf_counter() - started, 3)
         for chunks in chunk_counts:
             for attempt in (1, 2):
@@ -215,6 +212,8 @@ NOTES = [
     "scatter_seconds is one scatter measured alone just before (the call scatters again).",
     "Dask's point is more cores than one machine has, not speed on two: the same chunks run on "
     "as many workers as a cluster has, each needing the history before its chunk's end.",
+    "The workers start without the MALLOC_TRIM_THRESHOLD_=65536 a nanny sets by default "
+    "(features.dask_engine.UNTRIMMED): with it, chunk tasks ran about twice as slowly.",
     "Each chunk count is run twice on the same cluster (attempt 1 and 2): the first build on fresh "
     "workers also pays their first calls into pandas and the pipeline.",
     "Tiled sizes repeat the simulated history in time (bench/features.py). The machine's 2 cores "

@@ -34,9 +34,11 @@ whole frame; the frame is then validated and written exactly as the pandas one.
 
 What this does not do (yet): the history is still loaded on one machine and held whole by each
 worker, so Dask here spreads the computation over cores and machines, not the history's memory.
-Each chunk also sorts the event streams of its whole prefix, so the total sorting work grows with
-the number of chunks: on two cores this engine is slower than pandas (bench/results/
-features-dask.json).
+And each chunk derives and sorts the event streams of its whole prefix: the last chunk alone costs
+what the streams of the whole build cost (about half of the pandas build at 500k lines), so the
+speed-up is bounded near 2x however many workers run, and on two cores this engine is slower than
+pandas (bench/results/features-dask.json). Building the sorted streams once (one task per stream)
+and scattering them, leaving chunks only their rows' as-of searches, is the next step.
 """
 
 from __future__ import annotations
@@ -65,6 +67,11 @@ CONNECT_TIMEOUT = "5s"
 LOCAL_WORKERS = 2
 CHUNKS_PER_WORKER = 2
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+UNTRIMMED = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+"""A nanny starts its worker with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's
+adaptive mmap threshold: every large array is then mapped and unmapped afresh, and the pipeline's
+tasks ran about twice as slowly (measured: 100k lines, 2 workers). The local cluster's workers
+start without it; for ``dask worker`` see the README."""
 
 Chunk = tuple[int, int]
 """Entry moments ``[lo, hi)`` in int64 microseconds."""
@@ -84,15 +91,17 @@ def dask_client(scheduler: str | None, *, processes: bool = True) -> Iterator[Cl
     """A client of the scheduler at ``scheduler``; without one, of a LocalCluster of
     :data:`LOCAL_WORKERS` single-threaded workers started for the block and closed after it. An
     address where no scheduler answers within :data:`CONNECT_TIMEOUT` is refused."""
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler is None:
         with (
+            dask.config.set(UNTRIMMED),
             LocalCluster(
                 n_workers=LOCAL_WORKERS,
                 threads_per_worker=1,
                 processes=processes,
-                dashboard_address=None,
+                dashboard_address=":0",
             ) as cluster,
             Client(cluster) as client,
         ):
