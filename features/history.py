@@ -68,7 +68,8 @@ class History:
     locations: pd.DataFrame
     """location_id, pick_capacity_per_day, timezone"""
     lanes: pd.DataFrame
-    """lane_id, origin_location_id, dest_region, service_level, transit_days, cost_per_shipment"""
+    """lane_id, origin_location_id, carrier_id, dest_region, service_level, transit_days,
+    cost_per_shipment"""
     state_changes: pd.DataFrame
     """line_id, from_state, to_state, occurred_at, in the order they were written"""
     first_promises: pd.DataFrame
@@ -90,6 +91,15 @@ class History:
     price_list: pd.DataFrame
     """tier, sku, min_quantity, unit_price, valid_from (days): the tier price lists as they are
     now (master data; an entry's ``valid_from`` is what makes it point in time)"""
+    price_approvals: pd.DataFrame
+    """line_id, requested_at, decided_at (int64 microseconds, -1 while undecided): the discount
+    approvals a line's price waits for"""
+    backorders: pd.DataFrame
+    """line_id, occurred_at, ready_on (days): each ``backorder`` act's expected ready date, from
+    its audit (the line keeps only the latest)"""
+    po_lines: pd.DataFrame
+    """sku, location_id, expected_date (days), placed_at, closed_at (int64 microseconds; the
+    receipt that completed the line, -1 while open): purchase-order lines as scheduled receipts"""
 
     def table_sizes(self) -> dict[str, int]:
         return {f.name: len(getattr(self, f.name)) for f in fields(self)}
@@ -127,6 +137,9 @@ def load_history(source: Engine | str) -> History:
                 splits=reader.splits(),
                 expedites=reader.expedites(),
                 price_list=reader.price_list(),
+                price_approvals=reader.price_approvals(),
+                backorders=reader.backorders(),
+                po_lines=reader.po_lines(),
             )
     finally:
         if isinstance(source, str):
@@ -189,6 +202,9 @@ def load_history_since(source: Engine, since: Mapping[str, IdRange]) -> History:
             ),
             expedites=_empty(["line_id", "requested_at", "approved_at"]),
             price_list=reader.price_list(),
+            price_approvals=_empty(["line_id", "requested_at", "decided_at"]),
+            backorders=_empty(["line_id", "occurred_at", "ready_on"]),
+            po_lines=reader.po_lines(),
         )
 
 
@@ -315,6 +331,7 @@ class _Reader:
             select(
                 Lane.id.label("lane_id"),
                 Lane.origin_location_id,
+                Lane.carrier_id,
                 Lane.dest_region,
                 Lane.service_level,
                 Lane.transit_days,
@@ -371,6 +388,60 @@ class _Reader:
             ).order_by(PriceListEntry.id),
             days=("valid_from",),
         )
+
+    def price_approvals(self) -> pd.DataFrame:
+        frame = self.frame(
+            select(
+                ApprovalRequest.line_id,
+                self.raw(ApprovalRequest.requested_at).label("requested_at"),
+                self.raw(ApprovalRequest.decided_at).label("decided_at"),
+            )
+            .where(ApprovalRequest.kind == "discount", ApprovalRequest.line_id.is_not(None))
+            .order_by(ApprovalRequest.id),
+            micros=("requested_at",),
+        )
+        decided = _nullable_micros(frame["decided_at"])
+        frame["decided_at"] = decided.where(decided != NO_MOMENT, -1)
+        return frame.astype({"line_id": "int64"})
+
+    def backorders(self) -> pd.DataFrame:
+        frame = self.frame(
+            select(
+                cast(AuditEntry.entity_id, Integer).label("line_id"),
+                self.raw(AuditEntry.occurred_at).label("occurred_at"),
+                AuditEntry.details["ready_on"].as_string().label("ready_on"),
+            )
+            .where(AuditEntry.action == "backorder", AuditEntry.entity_type == "order_line")
+            .order_by(AuditEntry.id),
+            micros=("occurred_at",),
+            days=("ready_on",),
+        )
+        return frame.astype({"line_id": "int64"})
+
+    def po_lines(self) -> pd.DataFrame:
+        lines = self.frame(
+            select(
+                PurchaseOrderLine.id.label("po_line_id"),
+                PurchaseOrderLine.sku,
+                PurchaseOrder.location_id,
+                self.raw(PurchaseOrderLine.expected_date).label("expected_date"),
+                self.raw(PurchaseOrder.placed_at).label("placed_at"),
+                PurchaseOrderLine.quantity,
+            )
+            .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+            .order_by(PurchaseOrderLine.id),
+            micros=("placed_at",),
+            days=("expected_date",),
+        )
+        receipts = self.frame(
+            select(
+                Receipt.purchase_order_line_id.label("po_line_id"),
+                Receipt.quantity,
+                self.raw(Receipt.received_at).label("received_at"),
+            ).order_by(Receipt.received_at, Receipt.id),
+            micros=("received_at",),
+        )
+        return _with_closing_receipt(lines, receipts)
 
     def stock_moves(self) -> pd.DataFrame:
         signed = case(
@@ -462,6 +533,19 @@ class _Reader:
         approved_at = _nullable_micros(frame["approved_at"])
         frame["approved_at"] = approved_at.where(approved_at != NO_MOMENT, -1)
         return frame
+
+
+def _with_closing_receipt(lines: pd.DataFrame, receipts: pd.DataFrame) -> pd.DataFrame:
+    """Each purchase-order line with ``closed_at``: the moment of the receipt that brought its
+    received quantity to the ordered one (-1 while open)."""
+    receipts = receipts.astype({"po_line_id": np.int64, "quantity": np.int64})
+    lines = lines.astype({"po_line_id": np.int64, "quantity": np.int64})
+    received = receipts.groupby("po_line_id")["quantity"].cumsum()
+    ordered = receipts["po_line_id"].map(lines.set_index("po_line_id")["quantity"])
+    closing = receipts.loc[received.to_numpy() >= ordered.to_numpy()]
+    closed = closing.drop_duplicates("po_line_id").set_index("po_line_id")["received_at"]
+    closed_at = lines["po_line_id"].map(closed).fillna(-1).astype(np.int64)
+    return lines.drop(columns="quantity").assign(closed_at=closed_at.to_numpy())
 
 
 def to_micros(values: pd.Series) -> pd.Series:

@@ -60,10 +60,13 @@ LOCATION_RATE_STRENGTH = 20
 LANE_RATE_STRENGTH = 20
 TRANSIT_VARIANCE_STRENGTH = 10
 SUPPLIER_LATENESS_STRENGTH = 5
-LOCATION_WINDOWS_DAYS = (14, 56)
+LOCATION_WINDOWS_DAYS = (7, 14, 56)
 LANE_WINDOWS_DAYS = (28, 90)
 SUPPLIER_WINDOW_DAYS = 56
 HOLIDAY_HORIZON_BUSINESS_DAYS = 2
+PROMISED_SHIP_HOLIDAY_DAYS = 2
+"""Calendar days after the promised ship date a holiday still weighs on it (the simulator's
+``_holiday_within(promised_ship_date, 2)``)."""
 
 Columns = dict[str, Any]
 
@@ -115,6 +118,18 @@ def entry_rows(history: History, start: int, end: int) -> pd.DataFrame:
     rows = _with_order_context(rows, history)
     rows["lane_at_entry"] = _lane_at_entry(rows, history)
     rows["expedite_asked"] = _expedite_asked_by_entry(rows, history.expedites)
+    rows["price_approval_pending"] = _approval_pending_at_entry(rows, history.price_approvals)
+    rows["expected_ready_on"] = _ready_on_at_entry(rows, history.backorders)
+    rows["receipt_covered"] = covering_receipt_open(
+        rows["sku"],
+        rows["location_at_entry"],
+        rows["expected_ready_on"],
+        rows["entered_at"].to_numpy(),
+        history.po_lines,
+    )
+    rows["carrier_at_entry"] = _attach(
+        rows["lane_at_entry"], history.lanes["lane_id"], history.lanes["carrier_id"]
+    )
     rows["entry_day"] = cal.local_days(rows["entered_at"].to_numpy(), _entry_zone(rows, history))
     return rows
 
@@ -238,6 +253,65 @@ def _expedite_asked_by_entry(rows: pd.DataFrame, expedites: pd.DataFrame) -> np.
         rows["parent_line_id"].map(first_asked).fillna(never).to_numpy(),
     )
     return asked <= rows["entered_at"].to_numpy()
+
+
+def _approval_pending_at_entry(rows: pd.DataFrame, approvals: pd.DataFrame) -> np.ndarray:
+    """A discount approval for the line (or the line it was split from) was requested by ``t``
+    and not decided by then: its price awaits finance, so it cannot be picked before that."""
+    t = rows["entered_at"].to_numpy()
+    pending = np.zeros(len(rows), dtype=bool)
+    for column in ("line_id", "parent_line_id"):
+        found = (
+            rows[[column]]
+            .reset_index()
+            .merge(approvals, left_on=column, right_on="line_id", suffixes=("", "_approval"))
+        )
+        at = t[found["index"].to_numpy()]
+        open_at_t = (found["requested_at"].to_numpy() <= at) & (
+            (found["decided_at"].to_numpy() < 0) | (found["decided_at"].to_numpy() > at)
+        )
+        pending[found["index"].to_numpy()[open_at_t]] = True
+    return pending
+
+
+def _ready_on_at_entry(rows: pd.DataFrame, backorders: pd.DataFrame) -> np.ndarray:
+    """The expected ready date of the line's last backorder act at or before ``t`` (epoch days,
+    NaN when it was not backordered by then)."""
+    found = rows[["line_id"]].reset_index().merge(backorders, on="line_id")
+    entered = rows["entered_at"].to_numpy()[found["index"].to_numpy()]
+    found = found.loc[found["occurred_at"].to_numpy() <= entered]
+    last = found.drop_duplicates("index", keep="last")
+    ready = np.full(len(rows), np.nan)
+    ready[last["index"].to_numpy()] = last["ready_on"].to_numpy(dtype=np.float64)
+    return ready
+
+
+def covering_receipt_open(
+    sku: Any, location: Any, ready_on: Any, t: np.ndarray, po_lines: pd.DataFrame
+) -> np.ndarray:
+    """Per row, an open purchase-order line covers its backorder at ``t``: same SKU and
+    location, expected on the line's ready date, placed before ``t`` and not completely
+    received before it (the scheduled receipt available-to-promise waited for)."""
+    queries = pd.DataFrame(
+        {
+            "row": np.arange(len(t)),
+            "sku": np.asarray(sku, dtype=object),
+            "location_id": np.asarray(location, dtype=object),
+            "expected_date": _floats(ready_on),
+        }
+    ).dropna()
+    if queries.empty or po_lines.empty:
+        return np.zeros(len(t), dtype=bool)
+    candidates = po_lines.astype(
+        {"sku": object, "location_id": object, "expected_date": np.float64}
+    )
+    found = queries.merge(candidates, on=["sku", "location_id", "expected_date"])
+    at = np.asarray(t, dtype=np.int64)[found["row"].to_numpy()]
+    closed = found["closed_at"].to_numpy()
+    open_at_t = (found["placed_at"].to_numpy() < at) & ((closed < 0) | (closed >= at))
+    covered = np.zeros(len(t), dtype=bool)
+    covered[found["row"].to_numpy()[open_at_t]] = True
+    return covered
 
 
 def _entry_zone(rows: pd.DataFrame, history: History) -> pd.Series:
@@ -489,7 +563,9 @@ def feature_columns(
     columns: Columns = {}
     for group in (
         promise_features(rows, holidays),
+        promised_ship_day_features(rows, holidays),
         fulfilment_features(rows, found),
+        backorder_features(rows, holidays),
         location_features(rows, found),
         lane_features(rows, found, lanes),
         supplier_features(found),
@@ -524,6 +600,58 @@ def promise_features(rows: Rows, holidays: np.ndarray) -> Columns:
     return {
         "promised_ship_lead_bdays": lead("promised_ship_date"),
         "promised_delivery_lead_bdays": lead("promised_delivery_date"),
+    }
+
+
+def _promised_at_entry(rows: Rows) -> np.ndarray:
+    return _floats(rows["decided_at"]) <= np.asarray(rows["entered_at"])
+
+
+def promised_ship_day_features(rows: Rows, holidays: np.ndarray) -> Columns:
+    """The promised ship day as the warehouse will meet it: its weekday, a holiday on it or
+    within the two calendar days after it, and a price approval that keeps the line off the
+    floor until finance decides (the next morning) on a line promised to ship on its entry day."""
+    promised = _promised_at_entry(rows)
+    ship_day = np.nan_to_num(_floats(rows["promised_ship_date"]), nan=0.0).astype(np.int64)
+    pending = np.asarray(rows["price_approval_pending"], dtype=bool)
+    return {
+        "promised_ship_weekday": np.where(promised, cal.weekday(ship_day), np.nan),
+        "holiday_near_promised_ship": promised
+        & _holiday_within_days(ship_day, PROMISED_SHIP_HOLIDAY_DAYS, holidays),
+        "price_approval_pending": pending,
+        "approval_blocks_promise": pending
+        & promised
+        & (ship_day <= np.asarray(rows["entry_day"], dtype=np.int64)),
+    }
+
+
+def _holiday_within_days(days: np.ndarray, calendar_days: int, holidays: np.ndarray) -> np.ndarray:
+    """A holiday falls on a date from ``days`` through ``calendar_days`` calendar days later."""
+    dates = cal.as_dates(days)
+    first = np.searchsorted(holidays, dates, side="left")
+    last = np.searchsorted(holidays, dates + calendar_days, side="right")
+    return last > first
+
+
+def backorder_features(rows: Rows, holidays: np.ndarray) -> Columns:
+    """For a line backordered at capture: the business days between the receipt it waits for
+    and its promised ship date, and how overdue the purchase-order line covering it already was
+    at entry (null for other lines; the overdue count also when no open purchase covers it)."""
+    backordered = _text(rows["state_at_entry"]) == LineState.BACKORDERED.value
+    ready = _floats(rows["expected_ready_on"])
+    known = backordered & ~np.isnan(ready)
+    ready_day = np.nan_to_num(ready, nan=0.0).astype(np.int64)
+    ship = _floats(rows["promised_ship_date"])
+    promised = known & _promised_at_entry(rows) & ~np.isnan(ship)
+    ship_day = np.nan_to_num(ship, nan=0.0).astype(np.int64)
+    entry_day = np.asarray(rows["entry_day"], dtype=np.int64)
+    covered = known & np.asarray(rows["receipt_covered"], dtype=bool)
+    slack = cal.business_days_between(ready_day, ship_day, holidays).astype(np.float64)
+    overdue = cal.business_days_between(ready_day, entry_day, holidays).astype(np.float64)
+    return {
+        "backorder_slack_bdays": np.where(promised, slack, np.nan),
+        "backorder_receipt_covered": covered,
+        "covering_receipt_overdue_bdays": np.where(covered, overdue, np.nan),
     }
 
 

@@ -53,6 +53,7 @@ from features.late_shipment import (
     Aggregates,
     Rows,
     assemble_aggregates,
+    covering_receipt_open,
     event_streams,
     feature_columns,
     row_keys,
@@ -83,6 +84,10 @@ class DraftLine:
     parent_line_no: int | None = None
     """The line this one was split from at capture (its remainder), else None."""
     expedite_asked: bool = False
+    price_approval_pending: bool = False
+    """Capture opened a discount approval for the line's price (finance decides it later)."""
+    expected_ready_on: date | None = None
+    """A backordered line's expected ready date, as available-to-promise gave it."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,8 @@ class _Master:
     locations: dict[Hashable, dict[str, Any]]
     lanes: pd.DataFrame
     """Indexed by lane_id, as :func:`features.late_shipment.feature_columns` reads it."""
+    po_lines: pd.DataFrame
+    """Purchase-order lines as scheduled receipts (read whole: their receipts change them)."""
 
     @classmethod
     def of(cls, history: History) -> _Master:
@@ -115,6 +122,7 @@ class _Master:
             products=_records(history.products, "sku"),
             locations=_records(history.locations, "location_id"),
             lanes=history.lanes.set_index("lane_id"),
+            po_lines=history.po_lines,
         )
 
 
@@ -248,6 +256,9 @@ def draft_rows(order: DraftOrder, master: _Master) -> dict[str, np.ndarray]:
     products = [master.products[line.sku] for line in lines]
     promised = np.array([line.promised_ship_date is not None for line in lines])
     n = len(lines)
+    lanes = [line.lane_id if where else None for line, where in zip(lines, located, strict=True)]
+    carriers = master.lanes["carrier_id"]
+    ready_on = _epoch_days([line.expected_ready_on for line in lines])
     zones = [place["timezone"] if place else _home_zone(customer, master) for place in places]
     entered_at = np.full(n, entered, dtype=np.int64)
 
@@ -262,8 +273,16 @@ def draft_rows(order: DraftOrder, master: _Master) -> dict[str, np.ndarray]:
         "entered_at": entered_at,
         "state_at_entry": text([str(line.state) for line in lines]),
         "location_at_entry": text(located),
-        "lane_at_entry": text(
-            [line.lane_id if where else None for line, where in zip(lines, located, strict=True)]
+        "lane_at_entry": text(lanes),
+        "carrier_at_entry": text(
+            [carriers.get(lane) if lane is not None else None for lane in lanes]
+        ),
+        "price_approval_pending": np.array(
+            [line.price_approval_pending for line in lines], dtype=bool
+        ),
+        "expected_ready_on": ready_on,
+        "receipt_covered": covering_receipt_open(
+            [line.sku for line in lines], located, ready_on, entered_at, master.po_lines
         ),
         "line_units": np.array([line.quantity for line in lines], dtype=np.int64),
         "channel": text([order.channel] * n),
@@ -353,6 +372,8 @@ def _draft_line(line: Any) -> DraftLine:
         promised_delivery_date=_date(line.promised_delivery_date) if promised_at_entry else None,
         parent_line_no=None if pd.isna(line.parent_line_id) else int(line.parent_line_id),
         expedite_asked=bool(line.expedite_asked),
+        price_approval_pending=bool(line.price_approval_pending),
+        expected_ready_on=_date(line.expected_ready_on),
     )
 
 

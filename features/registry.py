@@ -147,6 +147,34 @@ LATE_SHIPMENT_FEATURES: tuple[FeatureSpec, ...] = (
         "at entry).",
         Check(0, 500, max_null_share=0.5),
     ),
+    _line(
+        "promised_ship_weekday",
+        "float64",
+        "promise",
+        "Day of week of the first promised ship date, 0 = Monday (null: no promise at entry).",
+        Check(0, 6, max_null_share=0.5),
+    ),
+    _line(
+        "holiday_near_promised_ship",
+        "bool",
+        "promise",
+        "A policy holiday falls on the first promised ship date or the two calendar days after "
+        "it (false without a promise at entry).",
+    ),
+    _line(
+        "price_approval_pending",
+        "bool",
+        "promise",
+        "A discount approval for the line's price (or its parent's) was requested by t and not "
+        "decided by t: the line cannot be picked before finance decides.",
+    ),
+    _line(
+        "approval_blocks_promise",
+        "bool",
+        "promise",
+        "price_approval_pending and the first promised ship date is on or before the entry date "
+        "(local): the promise cannot be met.",
+    ),
     # fulfilment decision at capture
     _line(
         "needs_backorder",
@@ -181,6 +209,29 @@ LATE_SHIPMENT_FEATURES: tuple[FeatureSpec, ...] = (
         "ledger, / ordered quantity.",
         AT_LOCATION,
     ),
+    _line(
+        "backorder_slack_bdays",
+        "float64",
+        "fulfilment",
+        "Backordered lines only (null otherwise): business days from the expected ready date "
+        "capture gave the backorder to its first promised ship date.",
+        Check(-500, 500, max_null_share=1.0),
+    ),
+    _line(
+        "backorder_receipt_covered",
+        "bool",
+        "fulfilment",
+        "Backordered at capture and an open purchase-order line (same SKU and location, "
+        "expected on the ready date, placed before t, not fully received before t) covers it.",
+    ),
+    _line(
+        "covering_receipt_overdue_bdays",
+        "float64",
+        "fulfilment",
+        "When a purchase-order line covers the backorder (null otherwise): business days from "
+        "its expected date to the entry date (positive: overdue, negative: not yet due).",
+        Check(-500, 500, max_null_share=1.0),
+    ),
     # location workload and service
     _line(
         "pick_backlog_lines",
@@ -195,6 +246,14 @@ LATE_SHIPMENT_FEATURES: tuple[FeatureSpec, ...] = (
         "location",
         "pick_backlog_lines / the location's pick capacity per day (days of picking queued).",
         AT_LOCATION,
+    ),
+    _line(
+        "location_ontime_ship_rate_7d",
+        "float64",
+        "location",
+        "Share of lines shipped from the location in [t-7d, t) that left on or before their "
+        "first promised ship date, shrunk to the global rate (m=20).",
+        RATE,
     ),
     _line(
         "location_ontime_ship_rate_14d",

@@ -364,3 +364,112 @@ def test_nulls_appear_only_where_the_history_explains_them(simulated_history):
         nothing_yet = entered <= first_known
         assert (frame[rate].isna() == (no_location | nothing_yet)).all(), rate
         assert frame[rate].isna().mean() < 0.1
+
+
+# --- the promised ship day, price approvals and backorders, by hand ---------------------------
+
+
+def frame_between(world: UnitOfWork, start: datetime, days: int) -> pd.DataFrame:
+    return build_late_shipment_frame(
+        world.engine, start, start + timedelta(days=days), CALENDAR
+    ).set_index("line_id")
+
+
+def test_the_promised_ship_day_its_weekday_a_holiday_near_it_and_a_pending_approval(
+    world: UnitOfWork,
+):
+    stock(world, "WIDGET", "WEST", 100)
+    week = datetime(2026, 6, 29, tzinfo=TUESDAY.tzinfo)  # a Monday; Saturday 4 July is a holiday
+
+    def widget(day: int, price: str | None = None) -> CapturedOrder:
+        return capture_order(
+            world,
+            SALES,
+            customer_id="C-GOLD",
+            lines=[LineRequest("WIDGET", 1, price)],
+            now=at(week + timedelta(days=day), 10),
+        )
+
+    wednesday = widget(2)
+    thursday = widget(3)
+    for captured, day in ((wednesday, 2), (thursday, 3)):  # picked and gone the same day
+        evening = at(week + timedelta(days=day), 17)
+        fulfil(world, captured, evening, evening, evening + timedelta(days=1))
+    # 5.00 against the gold price of 9.00: a discount beyond a sales rep's 10%.
+    entries = {"wednesday": wednesday, "thursday": thursday, "friday_discount": widget(4, "5.00")}
+    frame = frame_between(world, week, 7)
+    row = {name: frame.loc[captured.lines[0].line_id] for name, captured in entries.items()}
+    promised = {name: captured.lines[0].promised_ship_date for name, captured in entries.items()}
+    # Picked the day they are entered (an empty queue, before the cut-off).
+    assert [str(promised[name]) for name in entries] == [
+        "2026-07-01",
+        "2026-07-02",
+        "2026-07-03",
+    ]
+    assert [row[name]["promised_ship_weekday"] for name in entries] == [2.0, 3.0, 4.0]
+    # 4 July is two calendar days after Thursday and one after Friday, three after Wednesday.
+    assert [bool(row[name]["holiday_near_promised_ship"]) for name in entries] == [
+        False,
+        True,
+        True,
+    ]
+    assert [bool(row[name]["price_approval_pending"]) for name in entries] == [False, False, True]
+    # Promised for its own entry day while finance decides tomorrow: the promise cannot hold.
+    assert [bool(row[name]["approval_blocks_promise"]) for name in entries] == [
+        False,
+        False,
+        True,
+    ]
+
+
+def test_a_backorder_knows_its_slack_and_how_overdue_its_covering_receipt_is(world: UnitOfWork):
+    stock(world, "GADGET", "WEST", 1)
+    stock(world, "WIDGET", "WEST", 5)
+    place_purchase_order(
+        world,
+        PLANNER,
+        supplier_id="SUP1",
+        location_id="WEST",
+        lines=[PurchaseLineRequest("GADGET", 10, expected_date=WEDNESDAY.date())],
+        now=T0,
+    )
+
+    def backorder(when: datetime, quantity: int) -> int:
+        captured = capture_order(
+            world,
+            SALES,
+            customer_id="C-GOLD",
+            lines=[LineRequest("GADGET", quantity)],
+            now=when,
+            allow_split=False,
+        )
+        assert captured.lines[0].state == "backordered"
+        return captured.lines[0].line_id
+
+    due = backorder(at(TUESDAY, 10), 5)  # waits for Wednesday's receipt
+    friday = TUESDAY + timedelta(days=3)
+    overdue = backorder(at(friday, 10), 4)  # the receipt is two business days overdue by then
+    uncovered = backorder(at(friday, 11), 20)  # more than the purchase brings: the supplier's lead
+    stocked = (
+        capture_order(
+            world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 1)], now=at(friday, 12)
+        )
+        .lines[0]
+        .line_id
+    )
+    frame = frame_between(world, TUESDAY, 7)
+    columns = [
+        "backorder_slack_bdays",
+        "backorder_receipt_covered",
+        "covering_receipt_overdue_bdays",
+    ]
+    # Ready Wednesday, picked from Thursday: one business day of slack; due in one business day.
+    assert frame.loc[due, columns].tolist() == [1.0, True, -1.0]
+    # Ready (on paper) last Wednesday, picked from Friday: two days of slack, two days overdue.
+    assert frame.loc[overdue, columns].tolist() == [2.0, True, 2.0]
+    row = frame.loc[uncovered]
+    assert not row["backorder_receipt_covered"]
+    assert math.isnan(row["covering_receipt_overdue_bdays"])
+    assert row["backorder_slack_bdays"] >= 1
+    row = frame.loc[stocked]
+    assert math.isnan(row["backorder_slack_bdays"]) and not row["backorder_receipt_covered"]
