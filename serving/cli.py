@@ -14,7 +14,7 @@ import typer
 from erp_core import cli as core
 from features.cli import app as features_app
 from training.cli import app as train_app
-from training.cli import retrain
+from training.cli import replenishment_report, retrain
 
 app = typer.Typer(
     name="erpx",
@@ -28,3 +28,12 @@ app.registered_commands.extend(core.app.registered_commands)
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
 app.command("retrain")(retrain)
+report_app = typer.Typer(
+    name="report",
+    help="Reports a planner reads: what to order now.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+report_app.command("replenishment")(replenishment_report)
+app.add_typer(report_app, name="report")

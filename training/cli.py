@@ -8,6 +8,7 @@ load inside the command, so ``erpx --help`` stays quick.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -276,3 +277,120 @@ def recall_by_type_table(recalls: dict[str, dict[str, float]]) -> Table:
     for scorer, by_type in recalls.items():
         table.add_row(scorer, *(f"{by_type[k]:.2f}" if k in by_type else "-" for k in kinds))
     return table
+
+
+@app.command("demand-forecast")
+@reports_user_errors
+def demand_forecast(
+    ctx: typer.Context,
+    start: datetime | None = typer.Option(
+        None, formats=DATE_FORMATS, help="First day to learn from (default: the first)."
+    ),
+    end: datetime | None = typer.Option(
+        None,
+        formats=DATE_FORMATS,
+        help="Day after the last day to learn from (default: the last complete day).",
+    ),
+    validation_days: int = typer.Option(28, help="Days that stop the boosting (with the next)."),
+    calibration_days: int = typer.Option(21, help="More stopping days (no calibrator here)."),
+    test_days: int = typer.Option(28, help="The newest days, scored for the report and gate."),
+    seed: int = typer.Option(7, help="Seed of the model (same data + seed = same model)."),
+    promote: bool = typer.Option(
+        False, "--promote", help="Apply the gate: make it the champion if it beats the current one."
+    ),
+    database_url: str | None = typer.Option(None, help="Read this database instead."),
+) -> None:
+    """Train the daily demand forecast per SKU x location (LightGBM Tweedie, global model)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from training.demand_forecast import train_demand_forecast
+    from training.frames import SplitPlan
+
+    settings = settings_of(ctx)
+    plan = SplitPlan(
+        validation_days=validation_days, calibration_days=calibration_days, test_days=test_days
+    )
+    calendar = load_policy(settings.policy_path).calendar
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("demand_forecast: starting", total=None)
+        result = train_demand_forecast(
+            settings,
+            calendar,
+            database_url=database_url,
+            start=start.date() if start else None,
+            end=end.date() if end else None,
+            plan=plan,
+            seed=seed,
+            promote=promote,
+            step=lambda name: progress.update(task, description=f"demand_forecast: {name}"),
+        )
+    table = Table(title="test window scores by intermittency class", title_justify="left")
+    for title in ("scorer", "class", "series", "rows", "MASE", "WRMSSE", "bias", "MAE"):
+        table.add_column(title, justify="left" if title in ("scorer", "class") else "right")
+    for row in result.class_rows():
+        table.add_row(
+            str(row["scorer"]),
+            str(row["class"]),
+            f"{int(row['series']):,}",
+            f"{int(row['rows']):,}",
+            *(f"{row[k]:.4f}" for k in ("mase", "wrmsse", "bias", "mae")),
+        )
+    console.print(table)
+    summary = Table(title="training run", title_justify="left", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value")
+    rows = [
+        ("source", database_location(database_url or settings.database_url)),
+        ("window", f"{result.window} (end exclusive)"),
+        ("slices", ", ".join(f"{k} {v} ({result.rows[k]:,})" for k, v in result.slices.items())),
+        ("MASE scale", "in-sample one-step naive MAE of each series over the train slice"),
+        ("trees", f"{result.best_iteration} (early stopping)"),
+        ("registered", f"{result.registered_name} v{result.version} as challenger"),
+        ("mlflow run", f"{result.run_id} at {settings.mlflow_tracking_uri}"),
+        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
+        (
+            "oracle",
+            f"the simulator's expected units on {result.oracle_rows:,} rows"
+            if "oracle" in result.scores
+            else "no oracle: the database was not simulated",
+        ),
+    ]
+    if result.gate is not None:
+        verdict = "PROMOTED to champion" if result.gate.promote else "not promoted"
+        rows.append(("gate", f"{verdict}: {result.gate.reason}"))
+    for what, value in rows:
+        summary.add_row(what, value)
+    console.print(summary)
+
+
+@reports_user_errors
+def replenishment_report(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="report.html (sortable, with charts) or .csv"),
+    location: str | None = typer.Option(None, help="Only this location (default: all)."),
+    review_days: int = typer.Option(7, help="Days between two order reviews."),
+    database_url: str | None = typer.Option(None, help="Read this database instead."),
+) -> None:
+    """What to order now per SKU x location: the champion demand forecast, supplier lead times
+    from receipts and the ledger's inventory position. Nothing is written on bad input."""
+    from erp_core.domain.errors import InvalidValue
+    from training.report import build_report, check_output, write_report
+
+    settings = settings_of(ctx)
+    check_output(out)
+    if review_days < 1:
+        raise InvalidValue("review_days", str(review_days), "must be at least 1 day")
+    calendar = load_policy(settings.policy_path).calendar
+    report = build_report(
+        settings, calendar, database_url=database_url, location=location, review_days=review_days
+    )
+    write_report(report, out)
+    recs = report.recommendations
+    ordering = recs.loc[recs["order_qty"] > 0]
+    console.print(
+        f"{len(ordering)} of {len(recs)} SKU x location pairs to order now "
+        f"({int(ordering['order_qty'].sum()):,} units, value {ordering['value'].sum():,.2f}), "
+        f"{len(report.transfers)} transfer(s); forecast demand_forecast "
+        f"v{report.model_version} as of {report.as_of:%Y-%m-%d %H:%M} UTC -> {out}"
+    )

@@ -14,15 +14,18 @@ from erp_core.domain.errors import InvalidValue
 from erp_core.settings import Settings
 from training import late_shipment as ls
 from training import tracking
+from training.demand_forecast import REGISTERED_NAME as DEMAND_FORECAST
+from training.demand_forecast import DemandTrainResult, train_demand_forecast
 from training.frames import SplitPlan, choose_window, split_window
 from training.jobs import TrainResult, train_late_shipment
 from training.margin_anomaly import REGISTERED_NAME as MARGIN_ANOMALY
 from training.margin_job import MarginTrainResult, train_margin_anomaly
 
-Trainer = Callable[..., TrainResult | MarginTrainResult]
+Trainer = Callable[..., TrainResult | MarginTrainResult | DemandTrainResult]
 TRAINERS: dict[str, Trainer] = {
     ls.REGISTERED_NAME: train_late_shipment,
     MARGIN_ANOMALY: train_margin_anomaly,
+    DEMAND_FORECAST: train_demand_forecast,
 }
 """Every model the retraining job knows, by registered name."""
 

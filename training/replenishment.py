@@ -1,0 +1,377 @@
+"""Replenishment: from a daily demand forecast to what to order now, per SKU x location.
+
+**Lead-time demand.** The forecast is one day ahead; its daily rate ``d`` is held flat over the
+horizon ``H = L + R`` (the supplier's mean actual lead time ``L`` measured from receipts, plus the
+review period ``R``). Its spread combines the forecast's own daily error ``sigma_d`` (the standard
+deviation of actual minus forecast over the pair's recent days) with the supplier's lead-time
+variability ``sigma_L`` (the standard deviation of actual lead times of its receipts):
+``sigma_H^2 = H sigma_d^2 + d^2 sigma_L^2``.
+
+**Service target** by ABC class as a fill rate (A 98%, B 95%, C 90%). The safety factor ``k``
+solves the normal loss equation ``sigma_H G(k) = (1 - fill) d R`` (expected units short per review
+cycle = the allowed share of the cycle's demand), ``G(k) = phi(k) - k (1 - Phi(k))``.
+
+**Levels.** Reorder point ``s = d L + k sigma_L_demand`` (demand over the lead time and its spread)
+and order-up-to ``S = d H + k sigma_H``. Inventory position (KPIS.md) = on hand + on order (open
+POs and inbound transfers) - reserved - backordered, summed from the ledger's buckets. When the
+position is at or below ``s``, the recommendation is ``S - position`` rounded up to the product's
+pack size (1 without one); otherwise nothing.
+
+**Transfers.** Within a SKU, a location whose position is above its order-up-to has the excess;
+a location at or below its reorder point needs ``S - position``. Excess goes to needs, largest
+first, and what a transfer covers is not ordered again from the supplier.
+
+Pure functions on plain frames, so the arithmetic is testable by hand; the database reads are
+:func:`inventory_positions`, :func:`supplier_lead_times` and :func:`products`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+from sqlalchemy import func, select
+
+from erp_core.db.engine import make_engine
+from erp_core.db.models import (
+    InventoryMovement,
+    OrderLine,
+    Product,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Receipt,
+    Supplier,
+)
+
+FILL_TARGET = {"A": 0.98, "B": 0.95, "C": 0.90}
+"""Target fill rate by ABC class (a class not listed is treated as C)."""
+REVIEW_DAYS = 7
+MIN_ERROR_DAYS = 14
+"""Days of forecast errors needed to measure a pair's own sigma_d; fewer fall back to Poisson."""
+
+
+# --- the arithmetic --------------------------------------------------------------------------
+
+
+def loss_function(k: float) -> float:
+    """Standard normal loss G(k) = E[(Z - k)^+]."""
+    return float(norm.pdf(k) - k * (1.0 - norm.cdf(k)))
+
+
+def safety_factor(fill: float, cycle_demand: float, sigma: float) -> float:
+    """The k with sigma G(k) = (1 - fill) x cycle demand, found by bisection in [-4, 6]."""
+    if sigma <= 0:
+        return 0.0
+    target = (1.0 - fill) * cycle_demand / sigma
+    low, high = -4.0, 6.0
+    if loss_function(high) >= target:
+        return high
+    if loss_function(low) <= target:
+        return low
+    for _ in range(60):
+        mid = (low + high) / 2
+        if loss_function(mid) > target:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2
+
+
+@dataclass(frozen=True)
+class Levels:
+    lead_time_demand: float
+    horizon_demand: float
+    sigma_horizon: float
+    safety_factor: float
+    reorder_point: float
+    order_up_to: float
+
+
+def policy_levels(
+    rate: float,
+    sigma_daily: float,
+    lead_mean: float,
+    lead_std: float,
+    fill: float,
+    review_days: int = REVIEW_DAYS,
+) -> Levels:
+    """Reorder point and order-up-to level for a daily rate and its spread (see the module)."""
+    horizon = lead_mean + review_days
+    sigma_h = math.sqrt(horizon * sigma_daily**2 + rate**2 * lead_std**2)
+    sigma_l = math.sqrt(lead_mean * sigma_daily**2 + rate**2 * lead_std**2)
+    k = safety_factor(fill, rate * review_days, sigma_h)
+    return Levels(
+        lead_time_demand=rate * lead_mean,
+        horizon_demand=rate * horizon,
+        sigma_horizon=sigma_h,
+        safety_factor=k,
+        reorder_point=max(0.0, rate * lead_mean + k * sigma_l),
+        order_up_to=max(0.0, rate * horizon + k * sigma_h),
+    )
+
+
+def inventory_position(on_hand: int, on_order: int, reserved: int, backordered: int) -> int:
+    return on_hand + on_order - reserved - backordered
+
+
+def order_quantity(position: float, reorder_point: float, order_up_to: float, pack: int) -> int:
+    """S - position rounded up to the pack when the position is at or below the reorder point
+    (and below S); 0 otherwise."""
+    if position > reorder_point or position >= order_up_to:
+        return 0
+    pack = max(1, int(pack or 1))
+    return int(math.ceil((order_up_to - position) / pack) * pack)
+
+
+# --- database reads --------------------------------------------------------------------------
+
+
+def inventory_positions(database_url: str, as_of: datetime | None = None) -> pd.DataFrame:
+    """On hand, reserved and on order per SKU x location summed from the ledger (movements before
+    ``as_of`` when given), backordered units of lines in state backordered (as now), and the
+    inventory position."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            query = select(
+                InventoryMovement.sku,
+                InventoryMovement.location_id,
+                InventoryMovement.bucket,
+                func.sum(InventoryMovement.quantity),
+            ).group_by(
+                InventoryMovement.sku, InventoryMovement.location_id, InventoryMovement.bucket
+            )
+            if as_of is not None:
+                query = query.where(InventoryMovement.occurred_at < as_of.replace(tzinfo=None))
+            moves = pd.DataFrame(
+                connection.execute(query).all(), columns=["sku", "location_id", "bucket", "qty"]
+            )
+            back = pd.DataFrame(
+                connection.execute(
+                    select(OrderLine.sku, OrderLine.location_id, func.sum(OrderLine.quantity))
+                    .where(OrderLine.state == "backordered", OrderLine.location_id.is_not(None))
+                    .group_by(OrderLine.sku, OrderLine.location_id)
+                ).all(),
+                columns=["sku", "location_id", "backordered"],
+            )
+    finally:
+        engine.dispose()
+    wide = moves.pivot_table(
+        index=["sku", "location_id"], columns="bucket", values="qty", aggfunc="sum", fill_value=0
+    )
+    for bucket in ("on_hand", "reserved", "on_order"):
+        if bucket not in wide.columns:
+            wide[bucket] = 0
+    table = wide[["on_hand", "reserved", "on_order"]].reset_index()
+    table.columns.name = None
+    table = table.merge(back, on=["sku", "location_id"], how="left")
+    table["backordered"] = table["backordered"].fillna(0).astype(np.int64)
+    for column in ("on_hand", "reserved", "on_order"):
+        table[column] = table[column].astype(np.int64)
+    table["position"] = (
+        table["on_hand"] + table["on_order"] - table["reserved"] - table["backordered"]
+    )
+    return table
+
+
+def supplier_lead_times(database_url: str) -> pd.DataFrame:
+    """Per supplier: receipts counted, mean and standard deviation of the actual lead time (days
+    from the PO to its receipt), the mean expected one (actual - days late) and the nominal."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            receipts = pd.DataFrame(
+                connection.execute(
+                    select(PurchaseOrder.supplier_id, Receipt.lead_time_days, Receipt.days_late)
+                    .join(PurchaseOrderLine, PurchaseOrderLine.id == Receipt.purchase_order_line_id)
+                    .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+                ).all(),
+                columns=["supplier_id", "lead", "late"],
+            )
+            suppliers = pd.DataFrame(
+                connection.execute(select(Supplier.id, Supplier.nominal_lead_days)).all(),
+                columns=["supplier_id", "nominal_lead_days"],
+            )
+    finally:
+        engine.dispose()
+    receipts["expected"] = receipts["lead"] - receipts["late"]
+    stats = receipts.groupby("supplier_id").agg(
+        receipts=("lead", "size"),
+        lead_mean=("lead", "mean"),
+        lead_std=("lead", lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0),
+        expected_mean=("expected", "mean"),
+    )
+    table = suppliers.merge(stats.reset_index(), on="supplier_id", how="left")
+    table["receipts"] = table["receipts"].fillna(0).astype(np.int64)
+    no_receipts = table["receipts"] == 0
+    table.loc[no_receipts, "lead_mean"] = table.loc[no_receipts, "nominal_lead_days"]
+    table.loc[no_receipts, "expected_mean"] = table.loc[no_receipts, "nominal_lead_days"]
+    table["lead_std"] = table["lead_std"].fillna(0.0)
+    return table
+
+
+def products(database_url: str) -> pd.DataFrame:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    Product.sku,
+                    Product.name,
+                    Product.pack_size,
+                    Product.unit_cost,
+                    Product.abc_class,
+                    Product.preferred_supplier_id,
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    table = pd.DataFrame(
+        rows, columns=["sku", "name", "pack_size", "unit_cost", "abc_class", "supplier_id"]
+    )
+    table["unit_cost"] = table["unit_cost"].astype(float)
+    table["pack_size"] = table["pack_size"].fillna(1).clip(lower=1).astype(np.int64)
+    return table
+
+
+# --- recommendations -------------------------------------------------------------------------
+
+RECOMMENDATION_COLUMNS = (
+    "sku",
+    "location_id",
+    "abc_class",
+    "rate",
+    "sigma_daily",
+    "lead_mean",
+    "lead_std",
+    "reorder_point",
+    "order_up_to",
+    "on_hand",
+    "on_order",
+    "reserved",
+    "backordered",
+    "position",
+    "transfer_in",
+    "order_qty",
+    "pack_size",
+    "value",
+    "days_of_cover",
+    "stockout_in_days",
+    "reason",
+)
+
+
+def recommend(
+    forecast: pd.DataFrame,
+    positions: pd.DataFrame,
+    lead_times: pd.DataFrame,
+    catalogue: pd.DataFrame,
+    review_days: int = REVIEW_DAYS,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Recommendations per SKU x location and transfer suggestions.
+
+    ``forecast``: sku, location_id, rate (units/day), sigma_daily. ``positions``: from
+    :func:`inventory_positions`; ``lead_times``: :func:`supplier_lead_times`; ``catalogue``:
+    :func:`products`. A pair with a forecast but no ledger rows has position 0."""
+    table = forecast.merge(positions, on=["sku", "location_id"], how="left")
+    for column in ("on_hand", "reserved", "on_order", "backordered", "position"):
+        table[column] = table[column].fillna(0).astype(np.int64)
+    table = table.merge(catalogue, on="sku", how="left")
+    table = table.merge(
+        lead_times[["supplier_id", "lead_mean", "lead_std", "receipts"]],
+        on="supplier_id",
+        how="left",
+    )
+    table["lead_mean"] = table["lead_mean"].fillna(lead_times["lead_mean"].mean())
+    table["lead_std"] = table["lead_std"].fillna(0.0)
+    table["pack_size"] = table["pack_size"].fillna(1).astype(np.int64)
+    table["abc_class"] = table["abc_class"].fillna("C")
+    levels = [
+        policy_levels(
+            r.rate,
+            r.sigma_daily,
+            r.lead_mean,
+            r.lead_std,
+            FILL_TARGET.get(r.abc_class, FILL_TARGET["C"]),
+            review_days,
+        )
+        for r in table.itertuples()
+    ]
+    table["reorder_point"] = [lv.reorder_point for lv in levels]
+    table["order_up_to"] = [lv.order_up_to for lv in levels]
+    moves = transfer_suggestions(table)
+    inbound = moves.groupby(["sku", "to_location_id"])["quantity"].sum() if len(moves) else None
+    table["transfer_in"] = [
+        int(inbound.get((s, loc), 0)) if inbound is not None else 0
+        for s, loc in zip(table["sku"], table["location_id"], strict=True)
+    ]
+    table["order_qty"] = [
+        order_quantity(p + t, rp, s, pack)
+        for p, t, rp, s, pack in zip(
+            table["position"],
+            table["transfer_in"],
+            table["reorder_point"],
+            table["order_up_to"],
+            table["pack_size"],
+            strict=True,
+        )
+    ]
+    table["value"] = table["order_qty"] * table["unit_cost"].fillna(0.0)
+    available = (table["on_hand"] - table["reserved"] - table["backordered"]).clip(lower=0)
+    rate = table["rate"].where(table["rate"] > 0)
+    table["days_of_cover"] = available / rate
+    table["stockout_in_days"] = np.floor(table["days_of_cover"])
+    table["reason"] = [_reason(r) for r in table.to_dict("records")]
+    return table[list(RECOMMENDATION_COLUMNS)], moves
+
+
+def transfer_suggestions(table: pd.DataFrame) -> pd.DataFrame:
+    """Per SKU, excess (position above order-up-to) moved to locations at or below their
+    reorder point, the largest need first, whole units."""
+    rows = []
+    for sku, group in table.groupby("sku", sort=True):
+        excess = {
+            r.location_id: math.floor(r.position - r.order_up_to)
+            for r in group.itertuples()
+            if r.position - r.order_up_to >= 1
+        }
+        needs = sorted(
+            (
+                (math.ceil(r.order_up_to - r.position), r.location_id)
+                for r in group.itertuples()
+                if r.position <= r.reorder_point and r.order_up_to > r.position
+            ),
+            reverse=True,
+        )
+        for need, to_location in needs:
+            for from_location in sorted(excess, key=lambda loc: -excess[loc]):
+                if need <= 0:
+                    break
+                moved = min(need, excess[from_location])
+                if moved <= 0:
+                    continue
+                rows.append((sku, from_location, to_location, moved))
+                excess[from_location] -= moved
+                need -= moved
+    return pd.DataFrame(rows, columns=["sku", "from_location_id", "to_location_id", "quantity"])
+
+
+def _reason(row: dict[str, Any]) -> str:
+    covered = row["position"] + row["transfer_in"]
+    context = (
+        f"forecast {row['rate']:.2f}/day, lead time {row['lead_mean']:.1f}±{row['lead_std']:.1f} d"
+    )
+    if row["order_qty"] > 0:
+        transfer = f" after {row['transfer_in']} by transfer" if row["transfer_in"] else ""
+        return (
+            f"position {covered}{transfer} at or below reorder point {row['reorder_point']:.0f} "
+            f"({context}); order up to {row['order_up_to']:.0f}"
+        )
+    if row["transfer_in"]:
+        return f"covered by a transfer of {row['transfer_in']} units ({context})"
+    return f"position {row['position']} above reorder point {row['reorder_point']:.0f} ({context})"
