@@ -62,6 +62,11 @@ def late_shipment(
     scheduler: str | None = typer.Option(
         None, help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: a local cluster)."
     ),
+    target: str = typer.Option(
+        "delivery",
+        help="delivery: P(late against the promised delivery date), registered late_shipment; "
+        "ship: against the promised ship date, registered late_shipment_ship.",
+    ),
 ) -> None:
     """Train the late-shipment model (P(line misses its promised delivery date))."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -92,6 +97,7 @@ def late_shipment(
             step=lambda name: progress.update(task, description=f"late_shipment: {name}"),
             engine=engine,
             scheduler=scheduler,
+            target=target,
         )
     console.print(scores_table(result.score_rows()))
     summary = Table(title="training run", title_justify="left", show_header=False)

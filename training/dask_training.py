@@ -52,7 +52,7 @@ def dask_client(scheduler: str | None, workers: int = 2) -> Iterator[Any]:
 
 
 def fit_on_dask(
-    data: TrainingFrame, seed: int, params: dict[str, Any], client: Any
+    data: TrainingFrame, seed: int, params: dict[str, Any], client: Any, label: str = ls.LABEL
 ) -> ls.LateShipmentModel:
     import dask.array as da
     import lightgbm as lgb
@@ -74,8 +74,8 @@ def fit_on_dask(
             da.from_array(y, chunks=rows),
         )
 
-    X, y = blocks(encoder.transform(train), train[ls.LABEL])
-    Xv, yv = blocks(encoder.transform(valid), valid[ls.LABEL])
+    X, y = blocks(encoder.transform(train), train[label])
+    Xv, yv = blocks(encoder.transform(valid), valid[label])
     model.encoder_ = encoder  # lightgbm_params reads the feature order from it
     booster_params = model.lightgbm_params()
     for single_machine_only in ("deterministic", "force_row_wise", "num_threads", "verbosity"):
@@ -99,4 +99,4 @@ def fit_on_dask(
     losses = next(iter(classifier.evals_result_.values()))["binary_logloss"]
     best = int(np.argmin(losses)) + 1
     booster = classifier.to_local().booster_
-    return model.adopt(encoder, booster, best, (calib, calib[ls.LABEL]))
+    return model.adopt(encoder, booster, best, (calib, calib[label]))

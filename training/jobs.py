@@ -74,11 +74,13 @@ def train_late_shipment(
     step: Step | None = None,
     engine: str = "pandas",
     scheduler: str | None = None,
+    target: str = "delivery",
 ) -> TrainResult:
     """Train, compare, log and register the late-shipment model. ``engine="dask"`` builds the
     frame and grows the trees on the Dask scheduler at ``scheduler`` (a local cluster when
     None); everything after (calibration, scoring, MLflow) is the same."""
     announce = step or (lambda _name: None)
+    aim = ls.target(target)
     url = database_url or settings.database_url
     plan = plan or SplitPlan()
     clock: dict[str, float] = {}
@@ -89,7 +91,7 @@ def train_late_shipment(
     frames_dir = Path(tempfile.mkdtemp(prefix="erpx-frame-", dir=_var(settings)))
     data = load_training_frame(
         ls.FEATURE_SET,
-        ls.LABEL,
+        aim.label,
         url,
         window,
         plan,
@@ -103,24 +105,24 @@ def train_late_shipment(
     announce("fitting LightGBM (early stopping on the validation weeks) and calibrating")
     started = time.perf_counter()
     model = (
-        _fit_on_dask(data, seed, model_params or {}, scheduler)
+        _fit_on_dask(data, seed, model_params or {}, scheduler, aim.label)
         if engine == "dask"
-        else _fit_model(data, seed, model_params or {})
+        else _fit_model(data, seed, model_params or {}, aim.label)
     )
     clock["fit"] = time.perf_counter() - started
 
     announce("fitting the baselines")
     started = time.perf_counter()
-    baselines = _fit_baselines(data, seed)
+    baselines = _fit_baselines(data, seed, aim)
     clock["baselines"] = time.perf_counter() - started
 
     announce("scoring the test window")
     test = data.part("test")
-    outcomes = test[ls.LABEL].to_numpy(dtype=bool)
+    outcomes = test[aim.label].to_numpy(dtype=bool)
     probabilities = {MODEL: model.predict_proba(test)[:, 1]}
     probabilities |= {name: b.predict_proba(test)[:, 1] for name, b in baselines.items()}
     scores = {name: score_classifier(outcomes, p) for name, p in probabilities.items()}
-    oracle_scores, oracle_lines = _oracle(url, test, outcomes)
+    oracle_scores, oracle_lines = _oracle(url, test, outcomes, aim.oracle_column)
     if oracle_scores is not None:
         scores[ORACLE] = oracle_scores
     ratio = (
@@ -131,20 +133,20 @@ def train_late_shipment(
     started = time.perf_counter()
     tracking.configure(settings)
     reference = _reference_profile(data, probabilities[MODEL])
-    champion = _champion(test, outcomes)
+    champion = _champion(test, outcomes, aim.registered_name)
     moved = _drift(champion, test) if champion else None
     run_id, version = _log_run(
-        settings, data, model, scores, probabilities, outcomes, window.describe(), seed
+        settings, aim, data, model, scores, probabilities, outcomes, window.describe(), seed
     )
     _log_profiles(run_id, reference, moved)
     decision = None
     if promote:
-        decision = _apply_gate(scores, champion, version, run_id)
+        decision = _apply_gate(scores, champion, version, run_id, aim.registered_name)
     if champion is not None:
         scores[CHAMPION] = champion.scores
     clock["mlflow"] = time.perf_counter() - started
     return TrainResult(
-        registered_name=ls.REGISTERED_NAME,
+        registered_name=aim.registered_name,
         version=version,
         run_id=run_id,
         window=window.describe(),
@@ -166,40 +168,42 @@ def _var(settings: Settings) -> Path:
     return settings.var_dir
 
 
-def _fit_model(data: TrainingFrame, seed: int, params: dict[str, Any]) -> ls.LateShipmentModel:
+def _fit_model(
+    data: TrainingFrame, seed: int, params: dict[str, Any], label: str = ls.LABEL
+) -> ls.LateShipmentModel:
     train, valid, calib = data.part("train"), data.part("validation"), data.part("calibration")
     model = ls.LateShipmentModel(random_state=seed, **params)
     return model.fit(
         train,
-        train[ls.LABEL],
-        eval_set=(valid, valid[ls.LABEL]),
-        calibration_set=(calib, calib[ls.LABEL]),
+        train[label],
+        eval_set=(valid, valid[label]),
+        calibration_set=(calib, calib[label]),
     )
 
 
 def _fit_on_dask(
-    data: TrainingFrame, seed: int, params: dict[str, Any], scheduler: str | None
+    data: TrainingFrame, seed: int, params: dict[str, Any], scheduler: str | None, label: str
 ) -> ls.LateShipmentModel:
     from training.dask_training import dask_client, fit_on_dask
 
     with dask_client(scheduler) as client:
-        return fit_on_dask(data, seed, params, client)
+        return fit_on_dask(data, seed, params, client, label)
 
 
-def _fit_baselines(data: TrainingFrame, seed: int) -> dict[str, Any]:
+def _fit_baselines(data: TrainingFrame, seed: int, aim: ls.Target = ls.DELIVERY) -> dict[str, Any]:
     train = data.part("train")
     return {
-        "lane_rate": ls.LaneRateBaseline().fit(train),
-        "logistic": ls.logistic_baseline(seed).fit(train, train[ls.LABEL].astype(int)),
+        aim.history_baseline: ls.LaneRateBaseline(aim.history_feature).fit(train),
+        "logistic": ls.logistic_baseline(seed).fit(train, train[aim.label].astype(int)),
     }
 
 
 def _oracle(
-    url: str, test: pd.DataFrame, outcomes: np.ndarray
+    url: str, test: pd.DataFrame, outcomes: np.ndarray, column: str = ls.DELIVERY.oracle_column
 ) -> tuple[ClassifierScores | None, int]:
     """The simulator's own probabilities on the test lines that have them (all of them, for a
     simulated world; none for a real history)."""
-    truth = true_late_probability(url)
+    truth = true_late_probability(url, column)
     if truth is None:
         return None, 0
     p = test["line_id"].map(truth).to_numpy(dtype=np.float64)
@@ -219,11 +223,11 @@ class Champion:
     probabilities: np.ndarray
 
 
-def _champion(test: pd.DataFrame, outcomes: np.ndarray) -> Champion | None:
-    current = tracking.version_by_alias(ls.REGISTERED_NAME, tracking.CHAMPION)
+def _champion(test: pd.DataFrame, outcomes: np.ndarray, name: str) -> Champion | None:
+    current = tracking.version_by_alias(name, tracking.CHAMPION)
     if current is None:
         return None
-    model = tracking.load_model(ls.REGISTERED_NAME, tracking.CHAMPION)
+    model = tracking.load_model(name, tracking.CHAMPION)
     p = model.predict_proba(test)[:, 1]
     return Champion(current.version, current.run_id, score_classifier(outcomes, p), p)
 
@@ -283,6 +287,7 @@ def _apply_gate(
     champion: Champion | None,
     version: str,
     run_id: str,
+    name: str,
 ) -> GateDecision:
     import mlflow
 
@@ -304,12 +309,13 @@ def _apply_gate(
             )
         mlflow.log_dict(decision.as_dict(), "gate.json")
     if decision.promote:
-        tracking.set_alias(ls.REGISTERED_NAME, tracking.CHAMPION, version)
+        tracking.set_alias(name, tracking.CHAMPION, version)
     return decision
 
 
 def _log_run(
     settings: Settings,
+    aim: ls.Target,
     data: TrainingFrame,
     model: ls.LateShipmentModel,
     scores: dict[str, ClassifierScores],
@@ -323,11 +329,11 @@ def _log_run(
 
     from training import plots
 
-    tracking.use_experiment(settings, ls.REGISTERED_NAME)
+    tracking.use_experiment(settings, aim.registered_name)
     with mlflow.start_run() as run:
         mlflow.log_params(
             {f"model.{k}": v for k, v in model.get_params().items()}
-            | {"seed": seed, "window": window, "label": ls.LABEL}
+            | {"seed": seed, "window": window, "label": aim.label, "target": aim.name}
             | {f"slice.{k}": v for k, v in data.slices.as_dict().items()}
         )
         mlflow.log_metrics(
@@ -354,12 +360,12 @@ def _log_run(
         info = mlflow.sklearn.log_model(
             model,
             name=MODEL,
-            registered_model_name=ls.REGISTERED_NAME,
+            registered_model_name=aim.registered_name,
             pip_requirements=_requirements(),
             serialization_format="cloudpickle",
         )
         version = str(info.registered_model_version)
-    tracking.set_alias(ls.REGISTERED_NAME, tracking.CHALLENGER, version)
+    tracking.set_alias(aim.registered_name, tracking.CHALLENGER, version)
     return run.info.run_id, version
 
 

@@ -12,6 +12,7 @@ of trees and the class balance, and the order desk reads the number as a probabi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -31,9 +32,52 @@ from training.encoding import FrameEncoder
 from training.reasons import Reason, reasons_of_rows
 
 FEATURE_SET = "late_shipment"
-LABEL = "label_late_delivery"
-REGISTERED_NAME = "late_shipment"
-LANE_RATE_FEATURE = "lane_ontime_delivery_rate_90d"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which promise the model judges: the delivery date the customer was given (the product's
+    main score), or the ship date the warehouse committed to."""
+
+    name: str
+    label: str
+    registered_name: str
+    history_feature: str
+    """The on-time rate a planner would read without a model: the history baseline's input."""
+    history_baseline: str
+    oracle_column: str
+    """The simulator's probability of this outcome in its truth files."""
+
+
+DELIVERY = Target(
+    "delivery",
+    "label_late_delivery",
+    "late_shipment",
+    "lane_ontime_delivery_rate_90d",
+    "lane_rate",
+    "p_late_delivery",
+)
+SHIP = Target(
+    "ship",
+    "label_late_ship",
+    "late_shipment_ship",
+    "location_ontime_ship_rate_56d",
+    "location_rate",
+    "p_late_ship",
+)
+TARGETS = {target.name: target for target in (DELIVERY, SHIP)}
+LABEL = DELIVERY.label
+REGISTERED_NAME = DELIVERY.registered_name
+LANE_RATE_FEATURE = DELIVERY.history_feature
+
+
+def target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        known = ", ".join(TARGETS)
+        raise InvalidValue("target", name, f"unknown target (known: {known})") from None
+
 
 MONOTONE: dict[str, int] = {
     "pick_backlog_lines": 1,
@@ -232,15 +276,19 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 class LaneRateBaseline(ClassifierMixin, BaseEstimator):
-    """The lane's own history: P(late) = 1 - its shrunk on-time delivery rate over 90 days, as of
-    entry. What a planner would use without a model; nothing is learned."""
+    """History without a model: P(late) = 1 - an on-time rate known at entry (by default the
+    lane's shrunk 90-day delivery rate; the location's ship rate for the ship-date target).
+    Nothing is learned."""
+
+    def __init__(self, feature: str = LANE_RATE_FEATURE) -> None:
+        self.feature = feature
 
     def fit(self, X: pd.DataFrame, y: Any = None) -> LaneRateBaseline:
         self.classes_ = np.array([0, 1])
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        on_time = pd.to_numeric(X[LANE_RATE_FEATURE]).astype("float64").to_numpy()
+        on_time = pd.to_numeric(X[self.feature]).astype("float64").to_numpy()
         p = np.clip(1.0 - np.nan_to_num(on_time, nan=np.nanmean(on_time)), 0.0, 1.0)
         return np.column_stack([1 - p, p])
 

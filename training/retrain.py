@@ -5,6 +5,7 @@ gate, and say what changed, what was promoted and why. Nothing promoted is a nor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from training.margin_job import MarginTrainResult, train_margin_anomaly
 Trainer = Callable[..., TrainResult | MarginTrainResult | DemandTrainResult]
 TRAINERS: dict[str, Trainer] = {
     ls.REGISTERED_NAME: train_late_shipment,
+    ls.SHIP.registered_name: functools.partial(train_late_shipment, target=ls.SHIP.name),
     MARGIN_ANOMALY: train_margin_anomaly,
     DEMAND_FORECAST: train_demand_forecast,
 }

@@ -93,3 +93,19 @@ def test_an_unknown_alias_is_refused_by_name(store):
     tracking.configure(store)
     with pytest.raises(InvalidValue, match="latest"):
         tracking.version_by_alias(ls.REGISTERED_NAME, "latest")
+
+
+def test_the_ship_date_target_is_its_own_registered_model_with_its_own_baseline(store, calendar):
+    result = train_late_shipment(store, calendar, plan=PLAN, seed=7, target="ship")
+    assert result.registered_name == "late_shipment_ship"
+    assert set(result.scores) == {"model", "location_rate", "logistic", "oracle"}
+    tracking.configure(store)
+    challenger = tracking.version_by_alias("late_shipment_ship", tracking.CHALLENGER)
+    assert challenger is not None and challenger.run_id == result.run_id
+
+
+def test_an_unknown_target_is_refused_before_anything_is_logged(store, calendar):
+    from erp_core.domain.errors import InvalidValue
+
+    with pytest.raises(InvalidValue, match="arrival"):
+        train_late_shipment(store, calendar, plan=PLAN, target="arrival")
