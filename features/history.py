@@ -23,7 +23,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_string_dtype
-from sqlalchemy import Engine, Float, Integer, Select, String, case, cast, func, select, type_coerce
+from sqlalchemy import (
+    CompoundSelect,
+    Engine,
+    Float,
+    Integer,
+    Select,
+    String,
+    case,
+    cast,
+    func,
+    select,
+    type_coerce,
+    union,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from erp_core.db.engine import make_engine
@@ -73,7 +86,8 @@ class History:
     state_changes: pd.DataFrame
     """line_id, from_state, to_state, occurred_at, in the order they were written"""
     first_promises: pd.DataFrame
-    """line_id, promised_ship_date, promised_delivery_date, decided_at (the line's first row)"""
+    """promise_id, line_id, promised_ship_date, promised_delivery_date, decided_at (the line's
+    first row)"""
     first_prices: pd.DataFrame
     """line_id, unit_price, list_price, tier_price (after quantity breaks), price_source
     (price_list | override): the line's first price decision, made at its capture"""
@@ -116,14 +130,7 @@ def load_history(source: Engine | str) -> History:
             reader = _Reader(connection, engine.dialect.name)
             return History(
                 lines=reader.lines(),
-                orders=reader.frame(
-                    select(
-                        SalesOrder.id.label("order_id"),
-                        SalesOrder.customer_id,
-                        SalesOrder.channel,
-                        SalesOrder.ship_to_region.label("ship_region"),
-                    )
-                ),
+                orders=reader.orders(),
                 customers=reader.customers(),
                 products=reader.products(),
                 locations=reader.locations(),
@@ -151,6 +158,7 @@ TAILED = {
     "state_changes": LineStateChange.id,
     "milestones": ShipmentEvent.id,
     "receipts": Receipt.id,
+    "promises": LinePromise.id,
 }
 """The append-only tables an index can tail: rows are only ever added, with growing ids."""
 
@@ -175,9 +183,9 @@ def _in_range(column: Any, ids: IdRange) -> ColumnElement[bool]:
 
 def load_history_since(source: Engine, since: Mapping[str, IdRange]) -> History:
     """What was written in ``since`` (an id range per :data:`TAILED` table), with the context the
-    event streams need: master data whole; the lines whose state changed (their location); every
-    milestone and the first promise of lines with a new milestone. Tables the streams do not
-    read (orders, prices, splits, expedites) come back empty.
+    event streams need: master data whole; the lines with a new state change, promise or
+    milestone (their location, lane, first promise and order); every milestone of lines with a
+    new one. Tables the streams do not read (prices, splits, expedites) come back empty.
 
     Ids grow in commit order on SQLite (one writer at a time). On PostgreSQL a transaction may
     commit a lower id after a higher one was read; a tail there would miss it.
@@ -186,7 +194,7 @@ def load_history_since(source: Engine, since: Mapping[str, IdRange]) -> History:
         reader = _Reader(connection, source.dialect.name, since)
         return History(
             lines=reader.lines(),
-            orders=_empty(["order_id", "customer_id", "channel", "ship_region"]),
+            orders=reader.orders(),
             customers=reader.customers(),
             products=reader.products(),
             locations=reader.locations(),
@@ -232,6 +240,33 @@ class _Reader:
             .join(ShipmentEvent, ShipmentEvent.shipment_id == ShipmentLine.shipment_id)
             .where(_in_range(ShipmentEvent.id, self.since["milestones"]))
         )
+
+    def lines_touched(self) -> CompoundSelect:
+        """Lines with a new milestone, a new promise or a new state change since the watermark:
+        the lines whose events a tail emits."""
+        assert self.since is not None
+        return union(
+            self.lines_with_new_milestones(),
+            select(LinePromise.line_id).where(_in_range(LinePromise.id, self.since["promises"])),
+            select(LineStateChange.line_id).where(
+                _in_range(LineStateChange.id, self.since["state_changes"])
+            ),
+        )
+
+    def orders(self) -> pd.DataFrame:
+        query = select(
+            SalesOrder.id.label("order_id"),
+            SalesOrder.customer_id,
+            SalesOrder.channel,
+            SalesOrder.ship_to_region.label("ship_region"),
+        )
+        if self.since is not None:
+            query = query.where(
+                SalesOrder.id.in_(
+                    select(OrderLine.order_id).where(OrderLine.id.in_(self.lines_touched()))
+                )
+            )
+        return self.frame(query)
 
     def after(self, query: Select, table: str, column: Any) -> Select:
         """The query limited to rows written after the watermark of ``table``, if any."""
@@ -290,10 +325,7 @@ class _Reader:
             self.raw(OrderLine.entered_at).label("entered_at"),
         ).order_by(OrderLine.id)
         if self.since is not None:
-            changed = select(LineStateChange.line_id).where(
-                _in_range(LineStateChange.id, self.since["state_changes"])
-            )
-            query = query.where(OrderLine.id.in_(changed))
+            query = query.where(OrderLine.id.in_(self.lines_touched()))
         frame = self.frame(query, micros=("entered_at",))
         frame["parent_line_id"] = frame["parent_line_id"].astype("Int64")
         frame["lane_id"] = frame["lane_id"].astype("Int64")
@@ -353,9 +385,10 @@ class _Reader:
     def first_promises(self) -> pd.DataFrame:
         first = select(func.min(LinePromise.id)).group_by(LinePromise.line_id)
         if self.since is not None:
-            first = first.where(LinePromise.line_id.in_(self.lines_with_new_milestones()))
+            first = first.where(LinePromise.line_id.in_(self.lines_touched()))
         return self.frame(
             select(
+                LinePromise.id.label("promise_id"),
                 LinePromise.line_id,
                 self.raw(LinePromise.promised_ship_date).label("promised_ship_date"),
                 self.raw(LinePromise.promised_delivery_date).label("promised_delivery_date"),

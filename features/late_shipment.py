@@ -63,6 +63,9 @@ SUPPLIER_LATENESS_STRENGTH = 5
 LOCATION_WINDOWS_DAYS = (7, 14, 56)
 LANE_WINDOWS_DAYS = (28, 90)
 SUPPLIER_WINDOW_DAYS = 56
+DUE_RATE_STRENGTH = 20
+REGION_DUE_WINDOW_DAYS = 7
+CARRIER_DUE_WINDOW_DAYS = 14
 HOLIDAY_HORIZON_BUSINESS_DAYS = 2
 PROMISED_SHIP_HOLIDAY_DAYS = 2
 """Calendar days after the promised ship date a holiday still weighs on it (the simulator's
@@ -360,14 +363,24 @@ class Aggregates:
     supplier: WindowTotals
     """Receipts of a backordered line's preferred supplier in the last 56 days (sum ``late``)."""
     supplier_everywhere: WindowTotals
+    region_due: WindowTotals
+    """Lines to the ship region due in the last 7 days (sums ``due``, ``on_time``)."""
+    carrier_due: WindowTotals
+    """Lines on the carrier's lanes due in the last 14 days (sums ``due``, ``on_time``)."""
+    due_everywhere: WindowTotals
 
 
 def event_streams(
-    history: History, holidays: np.ndarray, milestones: tuple[int, int] | None = None
+    history: History,
+    holidays: np.ndarray,
+    milestones: tuple[int, int] | None = None,
+    promises: tuple[int, int] | None = None,
 ) -> dict[str, EventStream]:
     """Every stream the late-shipment features total, by name. ``milestones`` keeps only the
-    shipped and delivered lines whose milestone event id is in ``(after, until]`` (a tail of the
-    history, which reads older milestones of the same lines as context)."""
+    shipped and delivered lines whose milestone event id is in ``(after, until]``, ``promises``
+    only the due lines whose first promise id is in its range (a tail of the history, which
+    reads older milestones and promises of the same lines as context)."""
+    due = due_lines(history, milestones, promises)
     shipped = _milestones_in(shipped_lines(history), milestones)
     delivered = _milestones_in(delivered_lines(history, holidays), milestones)
     receipts = history.receipts
@@ -399,7 +412,95 @@ def event_streams(
             receipts["received_at"].to_numpy(),
             {"late": receipts["days_late"].to_numpy()},
         ),
+        "due_region": EventStream(
+            (due["ship_region"],),
+            due["due_at"].to_numpy(),
+            {"due": due["due"].to_numpy(), "on_time": due["on_time"].to_numpy()},
+        ),
+        "due_carrier": EventStream(
+            (due["carrier_id"],),
+            due["due_at"].to_numpy(),
+            {"due": due["due"].to_numpy(), "on_time": due["on_time"].to_numpy()},
+        ),
     }
+
+
+def due_lines(
+    history: History,
+    milestones: tuple[int, int] | None = None,
+    promises: tuple[int, int] | None = None,
+) -> pd.DataFrame:
+    """Each promised line's promised delivery day as an event at the moment it ends (local
+    midnight after it, in the line's location), keyed by the order's ship region and the
+    carrier of the line's lane, in three kinds of rows whose sums per line are its outcome:
+
+    * its first promise: ``due`` +1;
+    * its delivery, when the ERP knew of it before the day ended: ``on_time`` +1;
+    * its cancellation before the day ended: ``due`` -1 (no longer expected).
+
+    A line still on its way when its day ends is late as of then, whatever comes later; so
+    lateness shows the day it happens, not only when the late delivery is scanned. Each row
+    comes from one event the ERP recorded (a promise, a milestone, a state change), so a tail
+    of the history emits exactly the rows of what it read (``milestones``, ``promises``: id
+    ranges; the state changes given are the tail's). The lane is the line's as it is now: an
+    expedite approved after the day ended would move a line to another carrier (the simulator
+    expedites none)."""
+    promised = history.first_promises
+    if promises is not None:
+        after, until = promises
+        own = (promised["promise_id"] > after) & (promised["promise_id"] <= until)
+    else:
+        own = np.ones(len(promised), dtype=bool)
+    lines = history.lines.set_index("line_id")
+    context = promised[["line_id", "promised_delivery_date"]].assign(
+        order_id=promised["line_id"].map(lines["order_id"]),
+        location_id=promised["line_id"].map(lines["location_id"]).astype(object),
+        lane_id=promised["line_id"].map(lines["lane_id"]),
+    )
+    zones = context["location_id"].map(history.locations.set_index("location_id")["timezone"])
+    context = context.assign(
+        ship_region=context["order_id"]
+        .map(history.orders.set_index("order_id")["ship_region"])
+        .astype(object),
+        carrier_id=context["lane_id"]
+        .map(history.lanes.set_index("lane_id")["carrier_id"])
+        .astype(object),
+        due_at=_day_end_micros(context["promised_delivery_date"].to_numpy(), zones),
+    ).set_index("line_id")
+    rows = [context.loc[np.asarray(own)].assign(due=1, on_time=0)]
+    events = history.milestones
+    delivered = _milestones_in(events.loc[events["event_type"] == "delivered"], milestones)
+    delivered = delivered.loc[delivered["line_id"].isin(context.index)]
+    known = context.loc[delivered["line_id"]]
+    in_time = delivered["known_at"].to_numpy() < known["due_at"].to_numpy()
+    rows.append(known.loc[in_time].assign(due=0, on_time=1))
+    changes = history.state_changes
+    cancelled = changes.loc[
+        (changes["to_state"] == LineState.CANCELLED) & changes["line_id"].isin(context.index)
+    ]
+    known = context.loc[cancelled["line_id"]]
+    before_due = cancelled["occurred_at"].to_numpy() < known["due_at"].to_numpy()
+    rows.append(known.loc[before_due].assign(due=-1, on_time=0))
+    columns = ["ship_region", "carrier_id", "due_at", "due", "on_time"]
+    return pd.concat([part[columns] for part in rows], ignore_index=True).astype(
+        {"due_at": np.int64, "due": np.int64, "on_time": np.int64}
+    )
+
+
+def _day_end_micros(days: np.ndarray, zones: pd.Series) -> np.ndarray:
+    """The moment each local day ends (midnight after it) in its row's zone, as int64
+    microseconds UTC."""
+    days = np.asarray(days, dtype=np.int64)
+    result = (days + 1) * MICROS_PER_DAY
+    names = zones.fillna("UTC").to_numpy()
+    for zone in pd.unique(names):
+        if zone == "UTC":
+            continue
+        mask = names == zone
+        wall = pd.to_datetime(result[mask], unit="us")
+        local = wall.tz_localize(str(zone), ambiguous=False, nonexistent="shift_forward")
+        result[mask] = local.tz_convert("UTC").as_unit("us").asi8
+    return result
 
 
 def _milestones_in(frame: pd.DataFrame, ids: tuple[int, int] | None) -> pd.DataFrame:
@@ -419,6 +520,8 @@ def row_keys(rows: Rows) -> dict[str, tuple[Any, ...]]:
         "shipped": (location,),
         "delivered": (rows["lane_at_entry"],),
         "receipts": (np.where(backordered, _text(rows["supplier_id"]), _text([None])),),
+        "due_region": (rows["ship_region"],),
+        "due_carrier": (rows["carrier_at_entry"],),
     }
 
 
@@ -428,9 +531,11 @@ WINDOWS_DAYS: dict[str, tuple[int | None, ...]] = {
     "shipped": LOCATION_WINDOWS_DAYS,
     "delivered": LANE_WINDOWS_DAYS,
     "receipts": (SUPPLIER_WINDOW_DAYS,),
+    "due_region": (REGION_DUE_WINDOW_DAYS,),
+    "due_carrier": (CARRIER_DUE_WINDOW_DAYS,),
 }
 """The windows each stream is totalled over, in days (``None``: all history before t)."""
-GLOBAL_PRIORS = ("shipped", "delivered", "receipts")
+GLOBAL_PRIORS = ("shipped", "delivered", "receipts", "due_region")
 """Streams whose rates are shrunk toward their total over every key and all history."""
 
 
@@ -468,6 +573,9 @@ def assemble_aggregates(
         lane_everywhere=everywhere["delivered"],
         supplier=totals["receipts"][SUPPLIER_WINDOW_DAYS],
         supplier_everywhere=everywhere["receipts"],
+        region_due=totals["due_region"][REGION_DUE_WINDOW_DAYS],
+        carrier_due=totals["due_carrier"][CARRIER_DUE_WINDOW_DAYS],
+        due_everywhere=everywhere["due_region"],
     )
 
 
@@ -568,6 +676,7 @@ def feature_columns(
         backorder_features(rows, holidays),
         location_features(rows, found),
         lane_features(rows, found, lanes),
+        due_features(found),
         supplier_features(found),
         customer_and_order_features(rows),
         calendar_features(rows, holidays),
@@ -714,6 +823,22 @@ def lane_features(rows: Rows, found: Aggregates, lanes: pd.DataFrame) -> Columns
         )
     express = _text(lanes["service_level"])[position] != "standard"
     columns["expedite"] = (known & express) | np.asarray(rows["expedite_asked"], dtype=bool)
+    return columns
+
+
+def due_features(found: Aggregates) -> Columns:
+    """How many of the lines due lately to the ship region, and on the lane's carrier, arrived
+    by their promised day (a line still travelling when its day ended counts late), shrunk to
+    the share over every line due before ``t`` (m = 20 lines)."""
+    everywhere = found.due_everywhere
+    prior = rate_before(everywhere.sums["on_time"], everywhere.sums["due"])
+    columns: Columns = {}
+    for name, window in (
+        (f"region_ontime_due_rate_{REGION_DUE_WINDOW_DAYS}d", found.region_due),
+        (f"carrier_ontime_due_rate_{CARRIER_DUE_WINDOW_DAYS}d", found.carrier_due),
+    ):
+        rate = shrunk_rate(window.sums["on_time"], window.sums["due"], prior, DUE_RATE_STRENGTH)
+        columns[name] = np.where(window.has_key, rate, np.nan)
     return columns
 
 

@@ -171,7 +171,9 @@ class OnlineFeatures:
         marks = watermarks(self.engine)
         ranges = {name: (self.marks[name], marks[name]) for name in marks}
         new = load_history_since(self.engine, ranges)
-        streams = event_streams(new, self.holidays, milestones=ranges["milestones"])
+        streams = event_streams(
+            new, self.holidays, milestones=ranges["milestones"], promises=ranges["promises"]
+        )
         for name, stream in streams.items():
             self.indexes[name].extend(stream)
         self.master = _Master.of(new)

@@ -316,6 +316,23 @@ LATE_SHIPMENT_FEATURES: tuple[FeatureSpec, ...] = (
         SPREAD,
     ),
     _line(
+        "region_ontime_due_rate_7d",
+        "float64",
+        "lane",
+        "Share of lines to the ship region whose first promised delivery day ended in [t-7d, t) "
+        "that the ERP knew delivered by then (cancelled before: not counted; still travelling: "
+        "late), shrunk to the share over all lines due before t (m=20).",
+        RATE,
+    ),
+    _line(
+        "carrier_ontime_due_rate_14d",
+        "float64",
+        "lane",
+        "As region_ontime_due_rate_7d over [t-14d, t) for the lines on the lanes of the carrier "
+        "of the line's lane (null: no lane yet).",
+        RATE,
+    ),
+    _line(
         "expedite",
         "bool",
         "lane",

@@ -187,6 +187,21 @@ def test_lane_rates_and_transit_spread_come_from_deliveries_recorded_before_entr
     assert not frame.loc[d, "expedite"]
 
 
+def test_due_rates_count_a_line_still_travelling_after_its_promised_day_as_late(hand_world):
+    frame = hand_world.frame()
+    d = hand_world.line(hand_world.d)
+    # Promised delivery days ended before Thu 11:00 (at midnight Wed/Thu): A (west, delivered
+    # Wed: on time), B1 (west, still travelling at midnight, delivered Thu 08:00: late) and E
+    # (east, delivered Thu 10:00: late); B2 is due Thursday, C Thursday too. All on TRUCK.
+    prior = 1 / 3
+    assert frame.loc[d, "region_ontime_due_rate_7d"] == pytest.approx((1 + 20 * prior) / 22)
+    assert frame.loc[d, "carrier_ontime_due_rate_14d"] == pytest.approx((1 + 20 * prior) / 23)
+    # Nothing was due anywhere when C was entered on Tuesday: no rate to shrink toward.
+    c = hand_world.line(hand_world.c)
+    assert math.isnan(frame.loc[c, "region_ontime_due_rate_7d"])
+    assert math.isnan(frame.loc[c, "carrier_ontime_due_rate_14d"])
+
+
 def test_supplier_lateness_is_given_to_backordered_lines_only(hand_world):
     frame = hand_world.frame()
     f, d = hand_world.line(hand_world.f), hand_world.line(hand_world.d)

@@ -172,6 +172,52 @@ def test_a_draft_gets_the_values_checked_by_hand_offline(hand_world: HandWorld):
     assert (row["entry_weekday"], row["days_to_month_end"]) == (3, 26)
 
 
+def test_a_draft_gets_the_due_rates_a_price_approval_and_a_covered_backorder(
+    hand_world: HandWorld,
+):
+    """At Thursday 11:00: the due rates of the offline hand checks; a discounted line promised
+    for today waits for finance; GADGET backordered on the PO line received at 08:30 is not
+    covered any more (it was completed before t), WIDGET on a PO still open would be."""
+    online = OnlineFeatures.from_database(hand_world.uow.engine, CALENDAR)
+    lane = standard_lane(hand_world, "WEST", "west")
+    thursday, friday = date(2026, 3, 5), date(2026, 3, 6)
+    discounted = DraftLine(
+        1,
+        "WIDGET",
+        1,
+        5.0,
+        "allocated",
+        "WEST",
+        lane,
+        thursday,
+        friday,
+        price_approval_pending=True,
+    )
+    received = DraftLine(
+        2,
+        "GADGET",
+        50,
+        40.0,
+        "backordered",
+        "WEST",
+        lane,
+        date(2026, 3, 13),
+        date(2026, 3, 16),
+        expected_ready_on=date(2026, 3, 4),
+    )
+    frame = online.features(draft(at(THURSDAY, 11), discounted, received))
+    first, second = frame.iloc[0], frame.iloc[1]
+    assert first["region_ontime_due_rate_7d"] == pytest.approx((1 + 20 / 3) / 22)
+    assert first["carrier_ontime_due_rate_14d"] == pytest.approx((1 + 20 / 3) / 23)
+    assert first["price_approval_pending"] and first["approval_blocks_promise"]
+    assert (first["promised_ship_weekday"], first["holiday_near_promised_ship"]) == (3, False)
+    assert not second["price_approval_pending"] and not second["approval_blocks_promise"]
+    assert not second["backorder_receipt_covered"]
+    assert math.isnan(second["covering_receipt_overdue_bdays"])
+    assert second["backorder_slack_bdays"] == 7  # Wednesday 4 to Friday 13 March
+    assert math.isnan(first["backorder_slack_bdays"])
+
+
 def test_the_same_draft_line_as_captured_matches_the_offline_row(hand_world: HandWorld):
     offline = hand_world.frame()
     online = OnlineFeatures.from_database(hand_world.uow.engine, CALENDAR)
