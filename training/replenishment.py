@@ -375,3 +375,228 @@ def _reason(row: dict[str, Any]) -> str:
     if row["transfer_in"]:
         return f"covered by a transfer of {row['transfer_in']} units ({context})"
     return f"position {row['position']} above reorder point {row['reorder_point']:.0f} ({context})"
+
+
+# --- backtest --------------------------------------------------------------------------------
+
+POLICIES = ("model", "min_max_30d", "moving_average_base_stock", "oracle")
+
+
+@dataclass(frozen=True)
+class PairReplay:
+    """One SKU x location over the backtest days: actual units, and per policy the daily rate it
+    plans with (``rates``) and its daily error spread."""
+
+    sku: str
+    location_id: str
+    actual: np.ndarray
+    rates: dict[str, np.ndarray]
+    sigma: dict[str, float]
+    lead_times: np.ndarray
+    """Actual lead times (days) of the supplier's receipts, replayed in turn by the orders."""
+    lead_mean: float
+    lead_std: float
+    fill: float
+    pack: int
+    unit_cost: float
+
+
+@dataclass
+class ReplayScore:
+    demand: float = 0.0
+    served: float = 0.0
+    stockout_days: int = 0
+    inventory_value_days: float = 0.0
+    days: int = 0
+    orders: int = 0
+
+    def add(self, other: ReplayScore) -> None:
+        self.demand += other.demand
+        self.served += other.served
+        self.stockout_days += other.stockout_days
+        self.inventory_value_days += other.inventory_value_days
+        self.days = max(self.days, other.days)
+        self.orders += other.orders
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "fill_rate": self.served / self.demand if self.demand else float("nan"),
+            "stockout_days": float(self.stockout_days),
+            "average_inventory_value": self.inventory_value_days / self.days if self.days else 0.0,
+            "orders": float(self.orders),
+        }
+
+
+def policy_targets(
+    pair: PairReplay, policy: str, day: int, review_days: int
+) -> tuple[float, float]:
+    """(reorder point, order-up-to) a policy sets on a review day from what it knows then."""
+    rate = float(pair.rates[policy][day])
+    if policy == "min_max_30d":
+        # the ERP rule: min = 30-day average x (lead time + a week of safety), max = min + review
+        low = rate * (pair.lead_mean + 7)
+        return low, low + rate * review_days
+    if policy == "moving_average_base_stock":
+        # base stock from the 28-day average and its spread, ordered up to at every review
+        horizon = pair.lead_mean + review_days
+        level = rate * horizon + norm.ppf(pair.fill) * pair.sigma[policy] * math.sqrt(horizon)
+        return level, level
+    levels = policy_levels(
+        rate, pair.sigma[policy], pair.lead_mean, pair.lead_std, pair.fill, review_days
+    )
+    return levels.reorder_point, levels.order_up_to
+
+
+def replay(pair: PairReplay, policy: str, review_days: int = REVIEW_DAYS) -> ReplayScore:
+    """Day by day: receipts arrive, demand is served from stock (unmet units are lost), and on
+    a review day the policy orders up to its level when the position is at or below its reorder
+    point; each order takes the next actual lead time of the supplier. Starts at the policy's
+    own order-up-to level with nothing on order."""
+    score = ReplayScore(days=len(pair.actual))
+    on_hand = policy_targets(pair, policy, 0, review_days)[1]
+    pipeline: list[tuple[int, float]] = []
+    next_lead = 0
+    for day, demand in enumerate(pair.actual):
+        on_hand += sum(q for due, q in pipeline if due == day)
+        pipeline = [(due, q) for due, q in pipeline if due > day]
+        served = min(on_hand, float(demand))
+        on_hand -= served
+        score.demand += float(demand)
+        score.served += served
+        score.stockout_days += int(served < demand)
+        if day % review_days == 0:
+            reorder, up_to = policy_targets(pair, policy, day, review_days)
+            position = on_hand + sum(q for _, q in pipeline)
+            quantity = order_quantity(position, reorder, up_to, pair.pack)
+            if quantity > 0:
+                lead = int(pair.lead_times[next_lead % len(pair.lead_times)])
+                next_lead += 1
+                pipeline.append((day + max(1, lead), float(quantity)))
+                score.orders += 1
+        score.inventory_value_days += on_hand * pair.unit_cost
+    return score
+
+
+def backtest(
+    pairs: list[PairReplay], review_days: int = REVIEW_DAYS
+) -> dict[str, dict[str, float]]:
+    """Every policy over every pair, summed: fill rate (units served from stock / units asked),
+    stock-out days (pair-days with unmet demand), average inventory value at cost, orders."""
+    totals = {policy: ReplayScore() for policy in POLICIES}
+    for pair in pairs:
+        for policy in POLICIES:
+            if policy in pair.rates:
+                totals[policy].add(replay(pair, policy, review_days))
+    return {policy: score.as_dict() for policy, score in totals.items() if score.days}
+
+
+def receipt_lead_times(database_url: str) -> dict[str, np.ndarray]:
+    """Each supplier's actual lead times (days), in the order its receipts arrived."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                select(PurchaseOrder.supplier_id, Receipt.lead_time_days)
+                .join(PurchaseOrderLine, PurchaseOrderLine.id == Receipt.purchase_order_line_id)
+                .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+                .order_by(Receipt.received_at, Receipt.id)
+            ).all()
+    finally:
+        engine.dispose()
+    found: dict[str, list[int]] = {}
+    for supplier, lead in rows:
+        found.setdefault(str(supplier), []).append(int(lead))
+    return {supplier: np.array(leads) for supplier, leads in found.items()}
+
+
+def replay_pairs(
+    test: pd.DataFrame,
+    forecasts: dict[str, np.ndarray],
+    holdout: pd.DataFrame,
+    holdout_forecasts: dict[str, np.ndarray],
+    database_url: str,
+) -> list[PairReplay]:
+    """The pairs of the test window (``test`` sorted by pair and day) with what each policy plans
+    from: the model's and the oracle's daily rates (their spread measured on the ``holdout``
+    days before the test window), and for both baselines the 28-day average of the day (the
+    frame's ``demand_mean_28d``; the 30-day rule reads it too) with its 28-day spread."""
+    from training.demand_forecast import LABEL, series_key
+
+    catalogue = products(database_url).set_index("sku")
+    leads = supplier_lead_times(database_url).set_index("supplier_id")
+    replayed = receipt_lead_times(database_url)
+    key = series_key(test).to_numpy()
+    held_key = series_key(holdout).to_numpy()
+    held_actual = holdout[LABEL].to_numpy(dtype=np.float64)
+    spreads = {
+        name: pd.Series(held_actual - values).groupby(held_key).std(ddof=1)
+        for name, values in holdout_forecasts.items()
+    }
+    pairs = []
+    for name in pd.unique(key):
+        rows = np.flatnonzero(key == name)
+        first = test.iloc[rows[0]]
+        sku = str(first["sku"])
+        product = catalogue.loc[sku]
+        supplier = product["supplier_id"]
+        average = test["demand_mean_28d"].to_numpy(dtype=np.float64)[rows]
+        rates = {p: np.asarray(f, dtype=np.float64)[rows] for p, f in forecasts.items()}
+        rates |= {"min_max_30d": average, "moving_average_base_stock": average}
+        sigma = {p: float(spreads[p].get(name, np.nan)) if p in spreads else np.nan for p in rates}
+        sigma["moving_average_base_stock"] = float(first["demand_std_28d"])
+        sigma = {
+            p: s if np.isfinite(s) else math.sqrt(max(rates[p][0], 0.0)) for p, s in sigma.items()
+        }
+        known = supplier in leads.index
+        pairs.append(
+            PairReplay(
+                sku=sku,
+                location_id=str(first["location_id"]),
+                actual=test[LABEL].to_numpy(dtype=np.float64)[rows],
+                rates=rates,
+                sigma=sigma,
+                lead_times=replayed.get(
+                    str(supplier), np.array([leads["lead_mean"].mean() if len(leads) else 7])
+                ),
+                lead_mean=float(leads.loc[supplier, "lead_mean"]) if known else 7.0,
+                lead_std=float(leads.loc[supplier, "lead_std"]) if known else 0.0,
+                fill=FILL_TARGET.get(str(product["abc_class"]), FILL_TARGET["C"]),
+                pack=int(product["pack_size"]),
+                unit_cost=float(product["unit_cost"]),
+            )
+        )
+    return pairs
+
+
+def run_backtest(
+    database_url: str,
+    calendar: Any,
+    model: Any,
+    plan: Any,
+    frames_dir: Any,
+    review_days: int = REVIEW_DAYS,
+) -> dict[str, Any]:
+    """Replay the test window of the demand split (the newest ``plan.test_days``) under every
+    policy: the recommended one with ``model``'s forecasts, the two baselines, and the oracle
+    policy planning with the simulator's true expected units (when the world has a truth)."""
+    from training import demand_forecast as df
+
+    plan = df.demand_plan(plan)
+    window = df.choose_window(database_url, plan)
+    data = df.load_demand_frame(database_url, window, plan, calendar, frames_dir)
+    test = data.part("test")
+    holdout = pd.concat([data.part("validation"), data.part("calibration")])
+    forecasts = {"model": model.predict(test)}
+    held = {"model": model.predict(holdout)}
+    oracle, _ = df.oracle_forecast(database_url, test)
+    held_oracle, _ = df.oracle_forecast(database_url, holdout)
+    if oracle is not None and held_oracle is not None:
+        forecasts["oracle"] = oracle
+        held["oracle"] = held_oracle
+    pairs = replay_pairs(test, forecasts, holdout, held, database_url)
+    return {
+        "window": data.slices.test.describe(),
+        "pairs": len(pairs),
+        "review_days": review_days,
+        "policies": backtest(pairs, review_days),
+    }

@@ -189,3 +189,16 @@ def test_the_report_refuses_without_a_champion(monkeypatch, training_world, tmp_
     assert result.exit_code == 2, result.output
     assert "no champion" in result.output
     assert not out.exists()
+
+
+def test_the_backtest_replays_every_policy_on_the_test_window(first_run, store, calendar, tmp_path):
+    from training import replenishment as rp
+
+    tracking.configure(store)
+    model = tracking.load_model(df.REGISTERED_NAME, tracking.CHALLENGER)
+    found = rp.run_backtest(store.database_url, calendar, model, PLAN, tmp_path)
+    assert found["pairs"] > 0
+    assert set(found["policies"]) == set(rp.POLICIES)
+    for scores in found["policies"].values():
+        assert 0.0 <= scores["fill_rate"] <= 1.0
+        assert scores["average_inventory_value"] > 0 and scores["orders"] >= 0

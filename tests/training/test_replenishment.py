@@ -4,6 +4,7 @@ spread, transfers from excess to shortage; and the ledger read against the ERP's
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from sqlalchemy import select
@@ -127,3 +128,34 @@ def test_supplier_lead_times_come_from_receipts(training_world):
     measured = lead.loc[lead["receipts"] > 0]
     assert len(measured) > 0
     assert (measured["lead_mean"] > 0).all() and (measured["lead_std"] >= 0).all()
+
+
+def pair(actual, rate, lead_times, review_days_lead=3.0):
+    return rp.PairReplay(
+        sku="S",
+        location_id="L",
+        actual=np.asarray(actual, dtype=float),
+        rates={p: np.full(len(actual), rate) for p in rp.POLICIES},
+        sigma=dict.fromkeys(rp.POLICIES, 0.0),
+        lead_times=np.asarray(lead_times),
+        lead_mean=review_days_lead,
+        lead_std=0.0,
+        fill=0.95,
+        pack=1,
+        unit_cost=2.0,
+    )
+
+
+def test_a_steady_replay_by_hand_never_runs_out():
+    # 2 units a day, lead time 3, daily review: s = 6, S = 8; every day the position falls to
+    # 6 and 2 are ordered, arriving 3 days later: never short, one order a day
+    score = rp.replay(pair([2] * 10, 2.0, [3]), "model", review_days=1)
+    assert score.as_dict()["fill_rate"] == 1.0
+    assert score.stockout_days == 0 and score.orders == 10
+    # on hand after each day's demand: 6, 4, 2, then 2 every day (value at cost 2 per unit)
+    assert score.as_dict()["average_inventory_value"] == pytest.approx(2 * (6 + 4 + 2 + 2 * 7) / 10)
+
+
+def test_a_late_supplier_causes_stockouts_in_the_replay():
+    score = rp.replay(pair([2] * 10, 2.0, [9]), "model", review_days=1)
+    assert score.stockout_days > 0 and score.as_dict()["fill_rate"] < 1.0
