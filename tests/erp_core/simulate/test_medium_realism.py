@@ -14,6 +14,7 @@ DAYS = 120
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # minutes alone on 2 cores; far longer on a shared, loaded machine
 def test_four_months_of_the_medium_world_keep_late_and_fill_rates_realistic(tmp_path):
     summary = simulate(settings_for(tmp_path, "medium"), "medium", DAYS, SEED)
 
