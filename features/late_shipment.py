@@ -410,7 +410,10 @@ def event_streams(
         "receipts": EventStream(
             (receipts["supplier_id"],),
             receipts["received_at"].to_numpy(),
-            {"late": receipts["days_late"].to_numpy()},
+            {
+                "late": receipts["days_late"].to_numpy(),
+                "came_late": (receipts["days_late"].to_numpy() > 0).astype(np.int64),
+            },
         ),
         "due_region": EventStream(
             (due["ship_region"],),
@@ -851,11 +854,18 @@ def _squared_deviation(totals: WindowTotals) -> np.ndarray:
 
 
 def supplier_features(found: Aggregates) -> Columns:
-    """For a backordered line, how late its preferred supplier's recent receipts came."""
+    """For a backordered line, how late its preferred supplier's recent receipts came: the mean
+    days late and the share that came after their expected day."""
     window, everywhere = found.supplier, found.supplier_everywhere
-    prior = rate_before(everywhere.sums["late"], everywhere.count)
-    mean = shrunk_rate(window.sums["late"], window.count, prior, SUPPLIER_LATENESS_STRENGTH)
-    return {"supplier_days_late_56d": np.where(window.has_key, mean, np.nan)}
+    columns: Columns = {}
+    for name, value in (
+        ("supplier_days_late_56d", "late"),
+        ("supplier_late_share_56d", "came_late"),
+    ):
+        prior = rate_before(everywhere.sums[value], everywhere.count)
+        mean = shrunk_rate(window.sums[value], window.count, prior, SUPPLIER_LATENESS_STRENGTH)
+        columns[name] = np.where(window.has_key, mean, np.nan)
+    return columns
 
 
 def _text(values: Any) -> np.ndarray:
@@ -878,6 +888,8 @@ def customer_and_order_features(rows: Rows) -> Columns:
         "order_value": _total_per_order(units * _floats(rows["unit_price"]), codes),
         "line_units": units,
         "product_category": rows["category"],
+        "fulfilling_location": _text(rows["location_at_entry"]),
+        "carrier": _text(rows["carrier_at_entry"]),
         "abc_class": rows["abc_class"],
     }
 

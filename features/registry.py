@@ -348,6 +348,14 @@ LATE_SHIPMENT_FEATURES: tuple[FeatureSpec, ...] = (
         "receipts in [t-56d, t), shrunk to the global mean (m=5).",
         Check(-365, 365, max_null_share=1.0),
     ),
+    _line(
+        "supplier_late_share_56d",
+        "float64",
+        "supplier",
+        "Backordered lines only (null otherwise): share of the preferred supplier's receipts in "
+        "[t-56d, t) that came after their expected day, shrunk to the global share (m=5).",
+        Check(0, 1, max_null_share=1.0),
+    ),
     # customer and order
     _line("customer_tier", "category", "customer", "The customer's tier (master data)."),
     _line("channel", "category", "customer", "The order's sales channel."),
@@ -418,6 +426,20 @@ LATE_SHIPMENT_FEATURES: tuple[FeatureSpec, ...] = (
     # product
     _line("product_category", "category", "product", "The product's category."),
     _line("abc_class", "category", "product", "The product's ABC class."),
+    _line(
+        "fulfilling_location",
+        "category",
+        "fulfilment",
+        "The location capture chose to fulfil the line from (null: held for credit).",
+        Check(max_null_share=0.5),
+    ),
+    _line(
+        "carrier",
+        "category",
+        "lane",
+        "The carrier of the lane chosen at capture (null: no lane yet).",
+        Check(max_null_share=0.5),
+    ),
 )
 
 LATE_SHIPMENT_LABELS: tuple[LabelSpec, ...] = (

@@ -212,6 +212,16 @@ def test_supplier_lateness_is_given_to_backordered_lines_only(hand_world):
     assert not frame.loc[d, "needs_backorder"]
 
 
+def test_the_suppliers_late_share_and_where_and_with_whom_the_line_goes(hand_world):
+    frame = hand_world.frame()
+    f, d, e = (hand_world.line(order) for order in (hand_world.f, hand_world.d, hand_world.e))
+    # SUP1's one receipt came a day late: a share of 1, and 1 everywhere too.
+    assert frame.loc[f, "supplier_late_share_56d"] == pytest.approx(1.0)
+    assert math.isnan(frame.loc[d, "supplier_late_share_56d"])
+    assert frame.loc[[d, e], "fulfilling_location"].tolist() == ["WEST", "EAST"]
+    assert frame.loc[[d, e], "carrier"].tolist() == ["TRUCK", "TRUCK"]
+
+
 def test_order_size_and_who_ordered_are_those_at_entry(hand_world):
     frame = hand_world.frame()
     b1, b2 = hand_world.line(hand_world.b, 1), hand_world.line(hand_world.b, 2)

@@ -64,7 +64,12 @@ def assert_same_values(offline: pd.DataFrame, online: pd.DataFrame) -> None:
             )
         else:
             a, b = expected.astype(object).to_numpy(), found.astype(object).to_numpy()
-            mismatched = a != b
+            null_a, null_b = pd.isna(a), pd.isna(b)
+            assert (null_a == null_b).all(), (
+                spec.name,
+                online.index[null_a != null_b][:5].tolist(),
+            )
+            mismatched = (a != b) & ~null_a
             assert not mismatched.any(), (spec.name, online.index[mismatched][:5].tolist())
 
 
