@@ -202,3 +202,22 @@ def test_the_backtest_replays_every_policy_on_the_test_window(first_run, store, 
     for scores in found["policies"].values():
         assert 0.0 <= scores["fill_rate"] <= 1.0
         assert scores["average_inventory_value"] > 0 and scores["orders"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [(["--test-days", "0"], "test_days"), (["--end", "2030-01-01"], "end")],
+)
+def test_training_refuses_a_bad_window_with_exit_2_and_registers_nothing(
+    monkeypatch, training_world, tmp_path, arguments, named
+):
+    monkeypatch.setenv("ERPX_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("ERPX_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("ERPX_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "art"))
+    get_settings.cache_clear()
+    command = ["train", "demand-forecast", "--database-url", training_world.url, *arguments]
+    result = runner.invoke(app, command, env=WIDE)
+    get_settings.cache_clear()
+    assert result.exit_code == 2, result.output
+    assert named in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "mlflow.db").exists()
