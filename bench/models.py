@@ -1,0 +1,95 @@
+"""The models' headline figures against their targets, gathered from the per-model benchmark files
+into bench/results/models.json (nothing is re-measured here; each figure keeps the file, world and
+time it was measured with).
+
+    .venv/bin/python bench/train.py --database-url sqlite:///var/medium.db
+    .venv/bin/python bench/train_margin_anomaly.py --database-url sqlite:///var/medium.db
+    .venv/bin/python bench/train_demand.py --database-url sqlite:///var/medium.db
+    .venv/bin/python bench/models.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def late_shipment(record: dict[str, Any]) -> dict[str, Any]:
+    scores = record["scores"]
+    model = scores["model"]
+    ratio = record.get("auc_ratio_to_oracle")
+    return {
+        "auc_ratio_to_oracle": {
+            "target": ">= 0.90",
+            "model": ratio,
+            "met": bool(ratio and ratio >= 0.9),
+        },
+        "ece": {"target": "<= 0.02", "model": model["ece"], "met": model["ece"] <= 0.02},
+        "beats_baselines_on_every_metric": {
+            "target": "lane_rate and logistic",
+            "model": record["beats_on_every_metric"],
+            "met": all(record["beats_on_every_metric"].values()),
+        },
+        "scoring_share_of_bare_predict": {
+            "target": ">= 0.5",
+            "model": record["scoring"]["erpx_share_of_bare"],
+            "met": record["scoring"]["erpx_share_of_bare"] >= 0.5,
+        },
+        "training_1m_lines_under_3_minutes": {"target": "large world", "model": None, "met": None},
+    }
+
+
+def demand_forecast(record: dict[str, Any]) -> dict[str, Any]:
+    scores = record["scores"]
+    wrmsse = {name: s["all"]["wrmsse"] for name, s in scores.items()}
+    baselines = {k: v for k, v in wrmsse.items() if k not in ("model", "oracle")}
+    return {
+        "wrmsse_beats_every_baseline": {
+            "target": "lower than each baseline",
+            "model": wrmsse,
+            "met": all(wrmsse["model"] < v for v in baselines.values()),
+        },
+        "backtest_less_inventory_at_service_target": {
+            "target": "meet service with less inventory than both baselines, within 15% of oracle",
+            "model": record.get("backtest"),
+            "met": None,
+        },
+    }
+
+
+def margin_anomaly(record: dict[str, Any]) -> dict[str, Any]:
+    return record["targets"]
+
+
+GATHER = {
+    "late_shipment": ("train-late_shipment.json", late_shipment),
+    "demand_forecast": ("train-demand_forecast.json", demand_forecast),
+    "margin_anomaly": ("train-margin_anomaly.json", margin_anomaly),
+}
+
+
+def main() -> None:
+    gathered: dict[str, Any] = {}
+    for name, (file, summarise) in GATHER.items():
+        path = RESULTS / file
+        if not path.is_file():
+            gathered[name] = {"measured": False, "file": file}
+            continue
+        record = json.loads(path.read_text())
+        gathered[name] = {
+            "file": file,
+            "database": record.get("database"),
+            "measured_at": record.get("measured_at"),
+            "targets": summarise(record),
+        }
+    out = RESULTS / "models.json"
+    out.write_text(json.dumps(gathered, indent=2, default=str) + "\n")
+    print(json.dumps(gathered, indent=2, default=str))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
