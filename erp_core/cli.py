@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
@@ -239,6 +240,28 @@ def simulate(
 
         summary = run_simulation(settings, profile, days, seed, progress=advance, append=append)
     console.print(simulation_table(summary.as_dict(), database_location(settings.database_url)))
+
+
+@contextmanager
+def steps_shown(label: str) -> Iterator[Callable[[str], None]]:
+    """A spinner naming each step of a long job as it starts; gone when the job ends, so the
+    closing summary stands alone."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"{label}: starting", total=None)
+        yield lambda name: progress.update(task, description=f"{label}: {name}")
+
+
+def key_value_table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
+    """A closing summary: one row per thing produced or measured."""
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for what, value in rows:
+        table.add_row(what, value)
+    return table
 
 
 def simulation_table(summary: dict[str, object], where: str) -> Table:

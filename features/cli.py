@@ -13,7 +13,14 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from erp_core.cli import console, database_location, reports_user_errors, settings_of
+from erp_core.cli import (
+    console,
+    database_location,
+    key_value_table,
+    reports_user_errors,
+    settings_of,
+    steps_shown,
+)
 from erp_core.policy import load_policy
 from features.registry import FEATURE_SETS, FeatureSet, feature_set
 
@@ -77,8 +84,6 @@ def build(
 ) -> None:
     """Build a point-in-time frame from the ERP history, validate it, and write it with its
     manifest."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from features.build import build_feature_set, check_engine, check_request
 
     settings = settings_of(ctx)
@@ -86,13 +91,7 @@ def build(
     calendar = load_policy(settings.policy_path).calendar
     check_engine(set_name, engine, scheduler)  # refusals before any progress shows
     check_request(set_name, url, start.date(), end.date())
-    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(f"{set_name}: starting", total=None)
-
-        def step(name: str) -> None:
-            progress.update(task, description=f"{set_name}: {name}")
-
+    with steps_shown(set_name) as step:
         result = build_feature_set(
             set_name,
             url,
@@ -104,10 +103,7 @@ def build(
             engine=engine,
             scheduler=scheduler,
         )
-    summary = Table(title="feature frame", title_justify="left", show_header=False)
-    summary.add_column("what")
-    summary.add_column("value")
-    for name, value in (
+    rows = (
         ("set", result.feature_set),
         ("source", database_location(url)),
         ("window", f"{result.start.date()} .. {result.end.date()} (end exclusive)"),
@@ -121,6 +117,5 @@ def build(
             f"load {result.load_seconds:.2f} s, compute {result.compute_seconds:.2f} s "
             f"({result.lines_per_second:,.0f} rows/s), write {result.write_seconds:.2f} s",
         ),
-    ):
-        summary.add_row(name, value)
-    console.print(summary)
+    )
+    console.print(key_value_table("feature frame", rows))

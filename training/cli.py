@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from erp_core.cli import console, database_location, reports_user_errors, settings_of
+from erp_core.cli import (
+    console,
+    database_location,
+    key_value_table,
+    reports_user_errors,
+    settings_of,
+    steps_shown,
+)
 from erp_core.policy import load_policy
+from erp_core.settings import Settings
 
 app = typer.Typer(
     name="train",
@@ -69,8 +78,6 @@ def late_shipment(
     ),
 ) -> None:
     """Train the late-shipment model (P(line misses its promised delivery date))."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from training.frames import SplitPlan
     from training.jobs import train_late_shipment
 
@@ -82,9 +89,7 @@ def late_shipment(
         label_horizon_days=label_horizon_days,
     )
     calendar = load_policy(settings.policy_path).calendar
-    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("late_shipment: starting", total=None)
+    with steps_shown("late_shipment") as step:
         result = train_late_shipment(
             settings,
             calendar,
@@ -94,35 +99,49 @@ def late_shipment(
             plan=plan,
             seed=seed,
             promote=promote,
-            step=lambda name: progress.update(task, description=f"late_shipment: {name}"),
+            step=step,
             engine=engine,
             scheduler=scheduler,
             target=target,
         )
     console.print(scores_table(result.score_rows()))
-    summary = Table(title="training run", title_justify="left", show_header=False)
-    summary.add_column("what")
-    summary.add_column("value")
-    rows = [
-        ("source", database_location(database_url or settings.database_url)),
-        ("window", f"{result.window} (end exclusive)"),
-        ("slices", ", ".join(f"{k} {v} ({result.rows[k]:,})" for k, v in result.slices.items())),
+    oracle = (
+        f"(AUC - 0.5) / (oracle AUC - 0.5) = {result.auc_ratio:.3f}"
+        if result.auc_ratio is not None
+        else "no oracle: the database was not simulated"
+    )
+    middle = [
         ("dropped", f"{result.unlabelled_rows:,} lines without an outcome yet"),
         ("trees", f"{result.best_iteration} (early stopping), engine {engine}"),
+    ]
+    url = database_url or settings.database_url
+    console.print(run_summary(result, url, settings, middle, [("vs oracle", oracle)]))
+
+
+def run_summary(
+    result: Any,
+    url: str,
+    settings: Settings,
+    middle: list[tuple[str, str]],
+    after: list[tuple[str, str]] | None = None,
+) -> Table:
+    """The closing summary every training command prints: where the data came from and how it
+    was split, the model's own lines (``middle``), what was registered where, how long it took,
+    then ``after`` and the gate's verdict."""
+    rows = [
+        ("source", database_location(url)),
+        ("window", f"{result.window} (end exclusive)"),
+        ("slices", ", ".join(f"{k} {v} ({result.rows[k]:,})" for k, v in result.slices.items())),
+        *middle,
         ("registered", f"{result.registered_name} v{result.version} as challenger"),
         ("mlflow run", f"{result.run_id} at {settings.mlflow_tracking_uri}"),
         ("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
+        *(after or []),
     ]
-    if result.auc_ratio is not None:
-        rows.append(("vs oracle", f"(AUC - 0.5) / (oracle AUC - 0.5) = {result.auc_ratio:.3f}"))
-    else:
-        rows.append(("vs oracle", "no oracle: the database was not simulated"))
     if result.gate is not None:
         verdict = "PROMOTED to champion" if result.gate.promote else "not promoted"
         rows.append(("gate", f"{verdict}: {result.gate.reason}"))
-    for what, value in rows:
-        summary.add_row(what, value)
-    console.print(summary)
+    return key_value_table("training run", rows)
 
 
 def scores_table(
@@ -221,8 +240,6 @@ def margin_anomaly(
     database_url: str | None = typer.Option(None, help="Read this database instead."),
 ) -> None:
     """Train the margin-anomaly detector (how unusual a line's price is at entry, in [0, 1])."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from training.frames import SplitPlan
     from training.margin_job import train_margin_anomaly
 
@@ -231,9 +248,7 @@ def margin_anomaly(
         validation_days=validation_days, calibration_days=calibration_days, test_days=test_days
     )
     calendar = load_policy(settings.policy_path).calendar
-    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("margin_anomaly: starting", total=None)
+    with steps_shown("margin_anomaly") as step:
         result = train_margin_anomaly(
             settings,
             calendar,
@@ -243,35 +258,22 @@ def margin_anomaly(
             plan=plan,
             seed=seed,
             promote=promote,
-            step=lambda name: progress.update(task, description=f"margin_anomaly: {name}"),
+            step=step,
         )
     if result.metrics_note:
         console.print(result.metrics_note)
     else:
         console.print(scores_table(result.score_rows(), result.score_columns))
         console.print(recall_by_type_table(result.recall_by_type()))
-    summary = Table(title="training run", title_justify="left", show_header=False)
-    summary.add_column("what")
-    summary.add_column("value")
-    rows = [
-        ("source", database_location(database_url or settings.database_url)),
-        ("window", f"{result.window} (end exclusive)"),
-        ("slices", ", ".join(f"{k} {v} ({result.rows[k]:,})" for k, v in result.slices.items())),
+    middle = [
         (
             "labelled anomalies",
             ", ".join(f"{k} {v}" for k, v in result.anomalies.items()) or "none (no truth)",
         ),
         ("trees", f"{result.best_iteration} (expected-price model, early stopping)"),
-        ("registered", f"{result.registered_name} v{result.version} as challenger"),
-        ("mlflow run", f"{result.run_id} at {settings.mlflow_tracking_uri}"),
-        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
     ]
-    if result.gate is not None:
-        verdict = "PROMOTED to champion" if result.gate.promote else "not promoted"
-        rows.append(("gate", f"{verdict}: {result.gate.reason}"))
-    for what, value in rows:
-        summary.add_row(what, value)
-    console.print(summary)
+    url = database_url or settings.database_url
+    console.print(run_summary(result, url, settings, middle))
 
 
 def recall_by_type_table(recalls: dict[str, dict[str, float]]) -> Table:
@@ -307,8 +309,6 @@ def demand_forecast(
     database_url: str | None = typer.Option(None, help="Read this database instead."),
 ) -> None:
     """Train the daily demand forecast per SKU x location (LightGBM Tweedie, global model)."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
     from training.demand_forecast import train_demand_forecast
     from training.frames import SplitPlan
 
@@ -317,9 +317,7 @@ def demand_forecast(
         validation_days=validation_days, calibration_days=calibration_days, test_days=test_days
     )
     calendar = load_policy(settings.policy_path).calendar
-    columns = (SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("demand_forecast: starting", total=None)
+    with steps_shown("demand_forecast") as step:
         result = train_demand_forecast(
             settings,
             calendar,
@@ -329,7 +327,7 @@ def demand_forecast(
             plan=plan,
             seed=seed,
             promote=promote,
-            step=lambda name: progress.update(task, description=f"demand_forecast: {name}"),
+            step=step,
         )
     table = Table(title="test window scores by intermittency class", title_justify="left")
     for title in ("scorer", "class", "series", "rows", "MASE", "WRMSSE", "bias", "MAE"):
@@ -343,31 +341,17 @@ def demand_forecast(
             *(f"{row[k]:.4f}" for k in ("mase", "wrmsse", "bias", "mae")),
         )
     console.print(table)
-    summary = Table(title="training run", title_justify="left", show_header=False)
-    summary.add_column("what")
-    summary.add_column("value")
-    rows = [
-        ("source", database_location(database_url or settings.database_url)),
-        ("window", f"{result.window} (end exclusive)"),
-        ("slices", ", ".join(f"{k} {v} ({result.rows[k]:,})" for k, v in result.slices.items())),
+    middle = [
         ("MASE scale", "in-sample one-step naive MAE of each series over the train slice"),
         ("trees", f"{result.best_iteration} (early stopping)"),
-        ("registered", f"{result.registered_name} v{result.version} as challenger"),
-        ("mlflow run", f"{result.run_id} at {settings.mlflow_tracking_uri}"),
-        ("time", ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())),
-        (
-            "oracle",
-            f"the simulator's expected units on {result.oracle_rows:,} rows"
-            if "oracle" in result.scores
-            else "no oracle: the database was not simulated",
-        ),
     ]
-    if result.gate is not None:
-        verdict = "PROMOTED to champion" if result.gate.promote else "not promoted"
-        rows.append(("gate", f"{verdict}: {result.gate.reason}"))
-    for what, value in rows:
-        summary.add_row(what, value)
-    console.print(summary)
+    oracle = (
+        f"the simulator's expected units on {result.oracle_rows:,} rows"
+        if "oracle" in result.scores
+        else "no oracle: the database was not simulated"
+    )
+    url = database_url or settings.database_url
+    console.print(run_summary(result, url, settings, middle, [("oracle", oracle)]))
 
 
 @reports_user_errors
