@@ -38,8 +38,6 @@ and a better WRMSSE); the policy needs the mean.
 from __future__ import annotations
 
 import itertools
-import json
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -61,6 +59,7 @@ from features.registry import FeatureSpec, feature_set
 from training import plots, tracking
 from training.encoding import FrameEncoder
 from training.frames import Slices, SplitPlan, TimeWindow, choose_window, split_window
+from training.gate import GateDecision
 from training.oracle import truth_folders
 
 FEATURE_SET = "demand"
@@ -355,24 +354,6 @@ def _scores(table: pd.DataFrame, scale: Scaling) -> ForecastScores:
 # --- the gate --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ForecastGateDecision:
-    promote: bool
-    reason: str
-    challenger: ForecastScores
-    champion: ForecastScores | None
-    champion_version: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "promote": self.promote,
-            "reason": self.reason,
-            "challenger": self.challenger.as_dict(),
-            "champion": None if self.champion is None else self.champion.as_dict(),
-            "champion_version": self.champion_version,
-        }
-
-
 def judge(
     challenger: ForecastScores,
     champion: ForecastScores | None,
@@ -380,7 +361,7 @@ def judge(
     baselines: dict[str, ForecastScores],
     margin: float = WRMSSE_MARGIN,
     bias_tolerance: float = BIAS_TOLERANCE,
-) -> ForecastGateDecision:
+) -> GateDecision[ForecastScores]:
     if champion is None:
         for name, base in baselines.items():
             if not challenger.wrmsse < base.wrmsse:
@@ -389,29 +370,29 @@ def judge(
                     f"(WRMSSE {challenger.wrmsse:.4f} vs {base.wrmsse:.4f}, "
                     f"MASE {challenger.mase:.4f} vs {base.mase:.4f})"
                 )
-                return ForecastGateDecision(False, reason, challenger, None, None)
+                return GateDecision(False, reason, challenger, None, None)
         names = ", ".join(baselines)
         reason = f"no champion yet; the model beats every baseline ({names}) on WRMSSE"
-        return ForecastGateDecision(True, reason, challenger, None, None)
+        return GateDecision(True, reason, challenger, None, None)
     needed = champion.wrmsse * (1 - margin)
     if not challenger.wrmsse < needed:
         reason = (
             f"WRMSSE {challenger.wrmsse:.4f} does not lower champion v{champion_version}'s "
             f"{champion.wrmsse:.4f} by {margin:.0%} (needs < {needed:.4f})"
         )
-        return ForecastGateDecision(False, reason, challenger, champion, champion_version)
+        return GateDecision(False, reason, challenger, champion, champion_version)
     if abs(challenger.bias) > abs(champion.bias) + bias_tolerance:
         reason = (
             f"bias {challenger.bias:+.4f} is worse than champion v{champion_version}'s "
             f"{champion.bias:+.4f} beyond the tolerance {bias_tolerance}"
         )
-        return ForecastGateDecision(False, reason, challenger, champion, champion_version)
+        return GateDecision(False, reason, challenger, champion, champion_version)
     reason = (
         f"WRMSSE {challenger.wrmsse:.4f} lowers champion v{champion_version}'s "
         f"{champion.wrmsse:.4f} by more than {margin:.0%}, and bias {challenger.bias:+.4f} is "
         f"within {bias_tolerance} of its {champion.bias:+.4f}"
     )
-    return ForecastGateDecision(True, reason, challenger, champion, champion_version)
+    return GateDecision(True, reason, challenger, champion, champion_version)
 
 
 # --- the training job ------------------------------------------------------------------------
@@ -434,7 +415,7 @@ class DemandTrainResult:
     scores: dict[str, dict[str, ForecastScores]]
     """scorer -> ``ALL`` or an intermittency class -> scores on the test window."""
     oracle_rows: int
-    gate: ForecastGateDecision | None
+    gate: GateDecision[ForecastScores] | None
     drift: dict[str, Any] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     score_columns: tuple[tuple[str, str], ...] = SCORE_COLUMNS
@@ -528,8 +509,7 @@ def train_demand_forecast(
 
     announce(f"building demand features for {window.describe()}")
     started = time.perf_counter()
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    frames_dir = Path(tempfile.mkdtemp(prefix="erpx-demand-", dir=settings.var_dir))
+    frames_dir = tracking.frames_folder(settings, "erpx-demand-")
     data = load_demand_frame(url, window, plan, calendar, frames_dir)
     clock["features"] = time.perf_counter() - started
 
@@ -635,7 +615,7 @@ def _apply_gate(
     champion: tuple[str, dict[str, ForecastScores]] | None,
     version: str,
     run_id: str,
-) -> ForecastGateDecision:
+) -> GateDecision[ForecastScores]:
     import mlflow
 
     baselines = {k: v[ALL] for k, v in scores.items() if k in (MOVING_AVERAGE, CROSTON, TSB)}
@@ -669,7 +649,6 @@ def _log_run(
     seed: int,
 ) -> tuple[str, str]:
     import mlflow
-    import mlflow.sklearn
 
     tracking.use_experiment(settings, REGISTERED_NAME)
     with mlflow.start_run() as run:
@@ -690,8 +669,7 @@ def _log_run(
             | {"best_iteration": float(model.best_iteration_)}
             | {f"rows_{name}": float(len(data.part(name))) for name in ("train", "test")}
         )
-        if data.manifest_path is not None:
-            mlflow.log_dict(json.loads(data.manifest_path.read_text()), "feature_manifest.json")
+        tracking.log_manifest(data.manifest_path)
         mlflow.log_dict(
             {n: {c: s.as_dict() for c, s in b.items()} for n, b in scores.items()},
             "test_scores.json",
@@ -699,15 +677,7 @@ def _log_run(
         figure = daily_totals_figure(test, forecasts)
         mlflow.log_figure(figure, "test_daily_totals.png")
         plots.close(figure)
-        info = mlflow.sklearn.log_model(
-            model,
-            name=MODEL,
-            registered_model_name=REGISTERED_NAME,
-            pip_requirements=_requirements(),
-            serialization_format="cloudpickle",
-        )
-        version = str(info.registered_model_version)
-    tracking.set_alias(REGISTERED_NAME, tracking.CHALLENGER, version)
+        version = tracking.log_challenger(model, REGISTERED_NAME)
     return run.info.run_id, version
 
 
@@ -732,9 +702,3 @@ def daily_totals_figure(test: pd.DataFrame, forecasts: dict[str, np.ndarray]) ->
     axes.legend(fontsize=8)
     figure.autofmt_xdate()
     return figure
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("lightgbm", "scikit-learn", "pandas", "numpy")]

@@ -8,7 +8,7 @@ and PR AUC: a model that loses to the lane's own history should not reach the or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from training.metrics import ClassifierScores
 
@@ -21,22 +21,36 @@ class GateTerms:
     """How much worse than the champion's the challenger's ECE may be (ECE is noisy)."""
 
 
+Scores = TypeVar("Scores")
+
+
 @dataclass(frozen=True)
-class GateDecision:
+class GateDecision(Generic[Scores]):
+    """What a gate decided and on which scores; every model's gate returns one (its scores are
+    the model's own kind: classifier, forecast or anomaly scores)."""
+
     promote: bool
     reason: str
-    challenger: ClassifierScores
-    champion: ClassifierScores | None
+    challenger: Scores | None
+    champion: Scores | None
     champion_version: str | None
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "promote": self.promote,
             "reason": self.reason,
-            "challenger": self.challenger.as_dict(),
-            "champion": None if self.champion is None else self.champion.as_dict(),
+            "challenger": _record(self.challenger),
+            "champion": _record(self.champion),
             "champion_version": self.champion_version,
         }
+
+
+def _record(scores: Any) -> Any:
+    """A score set in its fullest JSON form: ``as_json`` where a set has nested parts (the
+    anomaly scores' recall by type), else ``as_dict``."""
+    if scores is None:
+        return None
+    return scores.as_json() if hasattr(scores, "as_json") else scores.as_dict()
 
 
 def judge(

@@ -7,13 +7,10 @@ than the baselines" and "x% of the oracle" are comparisons, not recollections.
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,7 +85,7 @@ def train_late_shipment(
 
     announce(f"building features for {window.describe()}")
     started = time.perf_counter()
-    frames_dir = Path(tempfile.mkdtemp(prefix="erpx-frame-", dir=_var(settings)))
+    frames_dir = tracking.frames_folder(settings, "erpx-frame-")
     data = load_training_frame(
         ls.FEATURE_SET,
         aim.label,
@@ -161,11 +158,6 @@ def train_late_shipment(
         drift=moved,
         seconds={k: round(v, 2) for k, v in clock.items()},
     )
-
-
-def _var(settings: Settings) -> Path:
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    return settings.var_dir
 
 
 def _fit_model(
@@ -325,7 +317,6 @@ def _log_run(
     seed: int,
 ) -> tuple[str, str]:
     import mlflow
-    import mlflow.sklearn
 
     from training import plots
 
@@ -346,8 +337,7 @@ def _log_run(
                 "auc_ratio_to_oracle",
                 oracle_auc_ratio(scores[MODEL].roc_auc, scores[ORACLE].roc_auc),
             )
-        if data.manifest_path is not None:
-            mlflow.log_dict(json.loads(data.manifest_path.read_text()), "feature_manifest.json")
+        tracking.log_manifest(data.manifest_path)
         mlflow.log_dict({name: s.as_dict() for name, s in scores.items()}, "test_scores.json")
         drawn = {k: v for k, v in probabilities.items()}
         for name, figure in (
@@ -357,20 +347,5 @@ def _log_run(
         ):
             mlflow.log_figure(figure, name)
             plots.close(figure)
-        info = mlflow.sklearn.log_model(
-            model,
-            name=MODEL,
-            registered_model_name=aim.registered_name,
-            pip_requirements=_requirements(),
-            serialization_format="cloudpickle",
-        )
-        version = str(info.registered_model_version)
-    tracking.set_alias(aim.registered_name, tracking.CHALLENGER, version)
+        version = tracking.log_challenger(model, aim.registered_name)
     return run.info.run_id, version
-
-
-def _requirements() -> list[str]:
-    """Pinned from this environment, so MLflow does not spend seconds inferring them."""
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("lightgbm", "scikit-learn", "pandas", "numpy")]

@@ -57,6 +57,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from erp_core.domain.errors import InvalidValue
 from features.registry import FeatureSpec, feature_set
 from training.encoding import FrameEncoder
+from training.gate import GateDecision
 
 FEATURE_SET = "pricing"
 REGISTERED_NAME = "margin_anomaly"
@@ -626,24 +627,6 @@ def score_detector(
 # --- gate ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AnomalyGateDecision:
-    promote: bool
-    reason: str
-    challenger: AnomalyScores | None
-    champion: AnomalyScores | None
-    champion_version: str | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "promote": self.promote,
-            "reason": self.reason,
-            "challenger": None if self.challenger is None else self.challenger.as_json(),
-            "champion": None if self.champion is None else self.champion.as_json(),
-            "champion_version": self.champion_version,
-        }
-
-
 def judge(
     challenger: AnomalyScores | None,
     champion: AnomalyScores | None,
@@ -651,14 +634,14 @@ def judge(
     baselines: dict[str, AnomalyScores],
     margin: float = PR_AUC_MARGIN,
     recall_tolerance: float = RECALL_TOLERANCE,
-) -> AnomalyGateDecision:
+) -> GateDecision[AnomalyScores]:
     """A challenger replaces the champion only when it beats its PR AUC on the same test lines by
     ``margin`` without catching fewer anomalies at the alert rate (beyond ``recall_tolerance``);
     a first version must beat every baseline's PR AUC. Without labelled anomalies in the test
     window nothing can be judged, so nothing is promoted."""
     if challenger is None:
         reason = "no labelled anomaly in the test window: the gate cannot judge, nothing promoted"
-        return AnomalyGateDecision(False, reason, None, champion, champion_version)
+        return GateDecision(False, reason, None, champion, champion_version)
     if champion_version is not None and champion is not None:
         return _against_champion(challenger, champion, champion_version, margin, recall_tolerance)
     for name, baseline in baselines.items():
@@ -667,10 +650,10 @@ def judge(
                 f"no champion yet, and the model does not beat baseline {name} "
                 f"(PR AUC {challenger.pr_auc:.4f} vs {baseline.pr_auc:.4f})"
             )
-            return AnomalyGateDecision(False, reason, challenger, None, None)
+            return GateDecision(False, reason, challenger, None, None)
     names = ", ".join(baselines)
     reason = f"no champion yet; the model beats every baseline ({names}) on PR AUC"
-    return AnomalyGateDecision(True, reason, challenger, None, None)
+    return GateDecision(True, reason, challenger, None, None)
 
 
 def _against_champion(
@@ -679,23 +662,23 @@ def _against_champion(
     version: str,
     margin: float,
     recall_tolerance: float,
-) -> AnomalyGateDecision:
+) -> GateDecision[AnomalyScores]:
     needed = champion.pr_auc + margin
     if challenger.pr_auc < needed:
         reason = (
             f"PR AUC {challenger.pr_auc:.4f} does not beat champion v{version}'s "
             f"{champion.pr_auc:.4f} by the margin {margin} (needs {needed:.4f})"
         )
-        return AnomalyGateDecision(False, reason, challenger, champion, version)
+        return GateDecision(False, reason, challenger, champion, version)
     if challenger.recall_at_alert < champion.recall_at_alert - recall_tolerance:
         reason = (
             f"recall at {ALERT_RATE:.0%} {challenger.recall_at_alert:.4f} is below champion "
             f"v{version}'s {champion.recall_at_alert:.4f} beyond the tolerance {recall_tolerance}"
         )
-        return AnomalyGateDecision(False, reason, challenger, champion, version)
+        return GateDecision(False, reason, challenger, champion, version)
     reason = (
         f"PR AUC {challenger.pr_auc:.4f} beats champion v{version}'s {champion.pr_auc:.4f} by "
         f"{challenger.pr_auc - champion.pr_auc:.4f}, recall at {ALERT_RATE:.0%} "
         f"{challenger.recall_at_alert:.4f} vs {champion.recall_at_alert:.4f}"
     )
-    return AnomalyGateDecision(True, reason, challenger, champion, version)
+    return GateDecision(True, reason, challenger, champion, version)

@@ -13,8 +13,6 @@ holds for a test window without a labelled anomaly.
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -35,6 +33,7 @@ from features.truth_labels import load_pricing_truth
 from training import drift, tracking
 from training import margin_anomaly as ma
 from training.frames import Slices, SplitPlan, TimeWindow, choose_window, split_window
+from training.gate import GateDecision
 from training.jobs import Step
 
 MODEL = "model"
@@ -79,7 +78,7 @@ class MarginTrainResult:
     best_iteration: int
     scores: dict[str, ma.AnomalyScores]
     """Per scorer on the test window; empty when metrics are unavailable."""
-    gate: ma.AnomalyGateDecision | None
+    gate: GateDecision[ma.AnomalyScores] | None
     drift: dict[str, Any] | None
     seconds: dict[str, float] = field(default_factory=dict)
     score_columns: tuple[tuple[str, str], ...] = (
@@ -130,7 +129,7 @@ def train_margin_anomaly(
 
     announce(f"building pricing features for {window.describe()}")
     started = time.perf_counter()
-    frames_dir = Path(tempfile.mkdtemp(prefix="erpx-frame-", dir=_var(settings)))
+    frames_dir = tracking.frames_folder(settings, "erpx-frame-")
     data = load_pricing_data(url, window, plan, calendar, frames_dir)
     clock["features"] = time.perf_counter() - started
 
@@ -184,11 +183,6 @@ def train_margin_anomaly(
         drift=moved,
         seconds={k: round(v, 2) for k, v in clock.items()},
     )
-
-
-def _var(settings: Settings) -> Path:
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
-    return settings.var_dir
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -413,7 +407,7 @@ def _apply_gate(
     champion_version: str | None,
     version: str,
     run_id: str,
-) -> ma.AnomalyGateDecision:
+) -> GateDecision[ma.AnomalyScores]:
     import mlflow
 
     baselines = {k: v for k, v in scores.items() if k in (RULES, ZSCORE)}
@@ -438,7 +432,6 @@ def _log_run(
     seed: int,
 ) -> tuple[str, str]:
     import mlflow
-    import mlflow.sklearn
 
     from training import plots
 
@@ -458,27 +451,12 @@ def _log_run(
         )
         if not scores:
             mlflow.set_tag("metrics", "unavailable: no labelled anomaly in the test window")
-        if data.manifest_path is not None:
-            mlflow.log_dict(json.loads(data.manifest_path.read_text()), "feature_manifest.json")
+        tracking.log_manifest(data.manifest_path)
         mlflow.log_dict({name: s.as_json() for name, s in scores.items()}, "test_scores.json")
         if scores:
             outcomes = data.part("test")[ma.LABEL].to_numpy(dtype=bool)
             figure = plots.precision_recall_figure(outcomes, detectors)
             mlflow.log_figure(figure, "precision_recall.png")
             plots.close(figure)
-        info = mlflow.sklearn.log_model(
-            model,
-            name=MODEL,
-            registered_model_name=ma.REGISTERED_NAME,
-            pip_requirements=_requirements(),
-            serialization_format="cloudpickle",
-        )
-        version = str(info.registered_model_version)
-    tracking.set_alias(ma.REGISTERED_NAME, tracking.CHALLENGER, version)
+        version = tracking.log_challenger(model, ma.REGISTERED_NAME)
     return run.info.run_id, version
-
-
-def _requirements() -> list[str]:
-    from importlib.metadata import version
-
-    return [f"{name}=={version(name)}" for name in ("lightgbm", "scikit-learn", "pandas", "numpy")]

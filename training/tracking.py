@@ -113,6 +113,48 @@ def load_model(name: str, alias: str) -> Any:
     return mlflow.sklearn.load_model(f"models:/{name}@{alias}")
 
 
+def frames_folder(settings: Settings, prefix: str) -> Path:
+    """A fresh folder under the settings' var dir for a run's feature frame and manifest."""
+    import tempfile
+
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=settings.var_dir))
+
+
+def log_manifest(manifest_path: Path | None) -> None:
+    """The feature manifest of the frame the run learned from, into the active run."""
+    import json
+
+    import mlflow
+
+    if manifest_path is not None:
+        mlflow.log_dict(json.loads(manifest_path.read_text()), "feature_manifest.json")
+
+
+def log_challenger(model: Any, name: str) -> str:
+    """Log the estimator into the active run, register it under ``name`` and point the
+    ``challenger`` alias at the new version, which is returned."""
+    import mlflow.sklearn
+
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        registered_model_name=name,
+        pip_requirements=pinned_requirements(),
+        serialization_format="cloudpickle",
+    )
+    version = str(info.registered_model_version)
+    set_alias(name, CHALLENGER, version)
+    return version
+
+
+def pinned_requirements() -> list[str]:
+    """Pinned from this environment, so MLflow does not spend seconds inferring them."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("lightgbm", "scikit-learn", "pandas", "numpy")]
+
+
 def run_metrics(run_id: str) -> dict[str, float]:
     from mlflow import MlflowClient
 
