@@ -24,6 +24,7 @@ Master data is as it is now (a customer's tier, a product's cost and category), 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -120,11 +121,18 @@ def price_columns(rows: pd.DataFrame, price_list: pd.DataFrame, threshold_pct: f
     """The line as priced at entry against the price list, the policy and its cost."""
     days = rows["entered_at"].to_numpy() // MICROS_PER_DAY
     _, in_force = price_in_force(price_list, rows["tier"], rows["sku"], days)
-    list_price = rows["list_price"].to_numpy(dtype=np.float64)
+    return priced_at_entry(rows, in_force, threshold_pct)
+
+
+def priced_at_entry(rows: Mapping[str, Any], in_force: np.ndarray, threshold_pct: float) -> Columns:
+    """:func:`price_columns` once the one-unit tier price in force is known (NaN: no entry):
+    apart so the online path, which finds that price in its own index, computes the same row.
+    ``rows`` holds list_price, tier_price (after breaks), unit_price, unit_cost, price_source."""
+    list_price = np.asarray(rows["list_price"], dtype=np.float64)
     tier_price = np.where(np.isnan(in_force), list_price, in_force)
-    break_price = rows["tier_price"].to_numpy(dtype=np.float64)
-    unit_price = rows["unit_price"].to_numpy(dtype=np.float64)
-    unit_cost = rows["unit_cost"].to_numpy(dtype=np.float64)
+    break_price = np.asarray(rows["tier_price"], dtype=np.float64)
+    unit_price = np.asarray(rows["unit_price"], dtype=np.float64)
+    unit_cost = np.asarray(rows["unit_cost"], dtype=np.float64)
     discount = 1 - unit_price / break_price
     return {
         "list_price": list_price,
@@ -135,7 +143,7 @@ def price_columns(rows: pd.DataFrame, price_list: pd.DataFrame, threshold_pct: f
         "discount_vs_tier": discount,
         "price_to_list": unit_price / list_price,
         "discount_beyond_threshold": discount * 100 > threshold_pct,
-        "price_overridden": rows["price_source"].astype(object).to_numpy() == "override",
+        "price_overridden": np.asarray(rows["price_source"], dtype=object) == "override",
         "unit_cost": unit_cost,
         "price_cost_ratio": unit_price / unit_cost,
     }
@@ -150,15 +158,24 @@ def customer_history_columns(rows: pd.DataFrame, paid: pd.DataFrame) -> Columns:
     prices = _taken(paid["unit_price"].to_numpy(dtype=np.float64), last)
     units = _taken(paid["line_units"].to_numpy(dtype=np.float64), last)
     count = trailing_totals(event_keys, times, {}, query_keys, t, [None])[None].count
-    unit_price = rows["unit_price"].to_numpy(dtype=np.float64)
-    line_units = rows["line_units"].to_numpy(dtype=np.float64)
-    median_price, usual_units = row_median(prices), row_median(units)
+    return customer_history_values(rows, prices, units, count)
+
+
+def customer_history_values(
+    rows: Mapping[str, Any], last_prices: np.ndarray, last_units: np.ndarray, count: np.ndarray
+) -> Columns:
+    """:func:`customer_history_columns` once the customer's last lines of the SKU before ``t``
+    are found (``(n, CUSTOMER_DEPTH)`` prices and units, newest first, NaN past the first line)
+    and counted: apart so the online path's index lookup feeds the same arithmetic."""
+    unit_price = np.asarray(rows["unit_price"], dtype=np.float64)
+    line_units = np.asarray(rows["line_units"], dtype=np.float64)
+    median_price, usual_units = row_median(last_prices), row_median(last_units)
     return {
-        "customer_last_price": prices[:, 0],
+        "customer_last_price": last_prices[:, 0],
         "customer_median_price_5": median_price,
         "customer_price_count": count,
         "price_to_customer_median": unit_price / median_price,
-        "line_units": rows["line_units"].to_numpy(),
+        "line_units": np.asarray(rows["line_units"]),
         "customer_usual_units": usual_units,
         "units_to_customer_usual": line_units / usual_units,
     }
@@ -172,12 +189,21 @@ def tier_history_columns(rows: pd.DataFrame, paid: pd.DataFrame) -> Columns:
     last = events_before(event_keys, times, query_keys, t, TIER_DEPTH)
     too_old = times[np.maximum(last, 0)] < (t - window)[:, None]
     last = np.where(too_old, -1, last)
-    median = row_median(_taken(paid["unit_price"].to_numpy(dtype=np.float64), last))
+    prices = _taken(paid["unit_price"].to_numpy(dtype=np.float64), last)
     count = trailing_totals(event_keys, times, {}, query_keys, t, [window])[window].count
+    return tier_history_values(rows, prices, count)
+
+
+def tier_history_values(
+    rows: Mapping[str, Any], recent_prices: np.ndarray, count: np.ndarray
+) -> Columns:
+    """:func:`tier_history_columns` once the tier's last lines of the SKU in the window are
+    found (``(n, TIER_DEPTH)`` prices, NaN where none) and counted, for the online path too."""
+    median = row_median(recent_prices)
     return {
         "tier_median_price_90d": median,
         "tier_price_count_90d": count,
-        "price_to_tier_median": rows["unit_price"].to_numpy(dtype=np.float64) / median,
+        "price_to_tier_median": np.asarray(rows["unit_price"], dtype=np.float64) / median,
     }
 
 
