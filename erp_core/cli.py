@@ -13,8 +13,10 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from datetime import time as datetime_time
 from pathlib import Path
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -307,3 +309,92 @@ def _calibration(segments: object) -> str:
 def _shares(mix: object) -> str:
     assert isinstance(mix, dict)
     return ", ".join(f"{name} {share:.0%}" for name, share in mix.items())
+
+
+# --- erpx kpis ---------------------------------------------------------------------------------
+
+
+@app.command()
+@reports_user_errors
+def kpis(
+    ctx: typer.Context,
+    start: str = typer.Option(..., "--from", help="First day of the period (YYYY-MM-DD)."),
+    end: str = typer.Option(..., "--to", help="Day after the period (YYYY-MM-DD), excluded."),
+    by: str | None = typer.Option(
+        None, "--by", help="Also per location, customer_tier, channel or carrier."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """The KPIs of KPIS.md for the period [--from, --to), from the ERP's events."""
+    import json
+
+    from erp_core.db.engine import make_session_factory
+    from erp_core.db.uow import UnitOfWork
+    from erp_core.kpis import GROUPINGS, compute_kpis
+
+    first, after = _period_option("--from", start), _period_option("--to", end)
+    if first >= after:
+        fail(f"--from={start!r}: must be before --to={end!r}")
+    if by is not None and by not in GROUPINGS:
+        fail(f"--by={by!r}: not one of {', '.join(GROUPINGS)}")
+    settings = settings_of(ctx)
+    if current_revision(settings.database_url) is None:
+        where = database_location(settings.database_url)
+        fail(f"database {where} is not initialised (run `erpx init`)")
+    engine = make_engine(settings.database_url)
+    try:
+        uow = UnitOfWork(make_session_factory(engine), load_policy(settings.policy_path))
+        report = compute_kpis(uow, first, after, group_by=by)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    console.print(kpi_table(f"KPIs {start} .. {end} (excluded)", report.kpis))
+    for group, group_kpis in report.groups.items():
+        console.print(kpi_table(f"{by} = {group}", group_kpis))
+
+
+def _period_option(option: str, value: str) -> datetime:
+    """A day given on the command line as the UTC midnight that starts it."""
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option}={value!r}: not a date (YYYY-MM-DD)")
+    return datetime.combine(day, datetime_time(0), UTC)
+
+
+def kpi_table(title: str, rows: Iterable[Any]) -> Table:
+    """One row per KPI: its value, what it is a share (or median) of, and its details."""
+    table = Table(title=title, title_justify="left")
+    for column, justify in (("KPI", "left"), ("value", "right"), ("of", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table.add_column("details")
+    for kpi in rows:
+        table.add_row(
+            kpi.name.replace("_", " "),
+            _kpi_value(kpi.value, kpi.unit),
+            _kpi_base(kpi.numerator, kpi.denominator),
+            ", ".join(f"{k.replace('_', ' ')} {_kpi_number(v)}" for k, v in kpi.details.items()),
+        )
+    return table
+
+
+def _kpi_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if unit == "share" else f"{value:,.2f} {unit}"
+
+
+def _kpi_base(numerator: float | None, denominator: float | None) -> str:
+    if denominator is None:
+        return ""
+    if numerator is None:
+        return f"n={_kpi_number(denominator)}"
+    return f"{_kpi_number(numerator)} / {_kpi_number(denominator)}"
+
+
+def _kpi_number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else f"{value:,.2f}"
