@@ -1,0 +1,670 @@
+"""Quotes: what ``capture_order`` would decide for a draft order, without a write or a lock.
+
+Order entry asks before it commits: serving scores a draft order's late risk and proposes actions
+(ship from another location, go express, offer a substitute) while the customer waits, so it needs
+capture's decisions for lines that do not exist yet. A second set of rules would drift from
+capture's, so a quote calls the rules capture calls (``decide_price`` on the tier's price breaks,
+``exceeds_credit_limit`` on ``open_exposure``, ``standard_lanes``, ``plan_allocation``,
+``promise_for``) on the same inputs. Only the bookkeeping differs: where capture reserves stock,
+backorders a line and lets it join the pick queue in the database, a quote counts the same changes
+in memory (``_Stock``, the backlog counts), so a later line of the order sees the stock, backorders
+and backlog its earlier lines would have left, as it does in capture.
+
+Reads are per order, not per line: the balances of all the order's SKUs at all the locations that
+serve the region in one query, the backorders and scheduled receipts (only when some line cannot
+be filled from the shelf) in one query each, and so on. A quote takes no row lock (no ``SELECT ...
+FOR UPDATE``, no balance row created) and never commits; inside a caller's unit of work it runs in
+a savepoint that is rolled back. It is an answer for now: the next capture may take the stock.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import bindparam, func, select, union_all
+
+from erp_core.db.models import (
+    Customer,
+    InventoryBalance,
+    Lane,
+    Location,
+    OrderLine,
+    Product,
+    PurchaseOrder,
+    PurchaseOrderLine,
+    Supplier,
+    Transfer,
+)
+from erp_core.db.uow import UnitOfWork
+from erp_core.domain.atp import Allocation, ScheduledReceipt, StockPosition, plan_allocation
+from erp_core.domain.credit import exceeds_credit_limit
+from erp_core.domain.errors import InvalidValue, NotFound
+from erp_core.domain.pricing import PriceBreak, PriceDecision, decide_price, parse_money
+from erp_core.domain.promise import Promise, promise_for, promised_delivery_date
+from erp_core.domain.states import LineState, PurchaseOrderStatus, TransferStatus
+from erp_core.policy import Actor
+from erp_core.services.common import get_kept_or_raise, parse_date, parse_quantity, require_aware
+from erp_core.services.orders import (
+    DEFAULT_REPLENISH_DAYS,
+    LineRequest,
+    open_exposure,
+    standard_lanes,
+    tier_price_breaks_by_sku,
+)
+from erp_core.services.stock import pick_backlogs
+
+MAX_SUBSTITUTES = 3
+
+
+@dataclass(frozen=True)
+class LocationOption:
+    """Filling the whole line at another location with a standard lane to the region."""
+
+    location_id: str
+    lane_id: int
+    carrier_id: str
+    transit_days: int
+    free_now: int
+    ready_on: date | None
+    """When the stock would be there (a scheduled receipt, else a new purchase); None when the
+    location has it free now."""
+    promised_ship_date: date
+    promised_delivery_date: date
+
+    @property
+    def from_stock(self) -> bool:
+        return self.ready_on is None
+
+
+@dataclass(frozen=True)
+class ExpressOption:
+    """The fastest (then cheapest) express lane from the fulfilling location to the region, and
+    the delivery it would give the line shipped on its promised ship date."""
+
+    lane_id: int
+    carrier_id: str
+    transit_days: int
+    cost_per_shipment: Decimal
+    promised_delivery_date: date
+
+
+@dataclass(frozen=True)
+class SubstituteOption:
+    """A SKU of the same category with enough free stock at the fulfilling location."""
+
+    sku: str
+    free_now: int
+
+
+@dataclass(frozen=True)
+class LineOptions:
+    other_locations: tuple[LocationOption, ...] = ()
+    """Earliest promised delivery first."""
+    express: ExpressOption | None = None
+    substitutes: tuple[SubstituteOption, ...] = ()
+    """Most free stock first, at most ``MAX_SUBSTITUTES``."""
+
+
+@dataclass(frozen=True)
+class QuotedLine:
+    """A line as capture would create it: a requested line, or a part split off one."""
+
+    line_no: int
+    sku: str
+    quantity: int
+    unit_price: Decimal
+    tier_price: Decimal | None
+    unit_cost: Decimal
+    price_source: str
+    """What capture records as the price decision's source: ``price_list``, ``override``, or
+    ``split`` for a part split off a line (priced as its parent)."""
+    price_approval_pending: bool
+    state: str
+    """``allocated``, ``backordered`` or ``credit_hold``."""
+    location_id: str | None = None
+    lane_id: int | None = None
+    carrier_id: str | None = None
+    transit_days: int | None = None
+    promised_ship_date: date | None = None
+    promised_delivery_date: date | None = None
+    expected_ready_on: date | None = None
+    pick_backlog_lines: int | None = None
+    """Lines queued ahead of this one at the fulfilling location when it was promised."""
+    pick_capacity_per_day: int | None = None
+    parent_line_no: int | None = None
+    options: LineOptions = LineOptions()
+
+
+@dataclass(frozen=True)
+class OrderQuote:
+    customer_id: str
+    customer_tier: str
+    channel: str
+    ship_to_region: str
+    credit_hold: bool
+    order_value: Decimal
+    lines: tuple[QuotedLine, ...]
+    """In line number order, split-off parts included."""
+    requested_date: date | None = None
+    open_exposure: Decimal = Decimal(0)
+    """The customer's open lines the credit limit already covers (this order not included)."""
+    credit_limit: Decimal = Decimal(0)
+
+
+def quote_order(
+    uow: UnitOfWork,
+    *,
+    customer_id: str,
+    lines: Sequence[LineRequest],
+    now: datetime,
+    requested_date: date | str | None = None,
+    channel: str | None = None,
+    ship_to_region: str | None = None,
+    allow_split: bool = True,
+    actor: Actor | None = None,
+) -> OrderQuote:
+    """What ``capture_order`` would decide for these arguments now, refusing what it refuses.
+
+    ``actor`` is who would capture: a role that may approve discounts gives them without an
+    approval, as in capture; None judges the order as a role that may not (a sales rep)."""
+    require_aware("now", now)
+    request_day = parse_date("requested_date", requested_date)
+    if not lines:
+        raise InvalidValue("lines", [], "an order needs at least one line")
+    with uow:
+        customer = get_kept_or_raise(
+            uow, Customer, customer_id, entity="customer", field="customer_id"
+        )
+        drafts = _priced_drafts(uow, customer, lines, now, actor)
+        value = sum((d.decision.unit_price * d.quantity for d in drafts), Decimal(0))
+        exposure = open_exposure(uow, customer.id)
+        region = ship_to_region or customer.region
+        held = exceeds_credit_limit(exposure, value, customer.credit_limit)
+        if held:
+            quoted = [_held(draft) for draft in drafts]
+        else:
+            quoted = _DryAllocator(uow, now, customer, region, allow_split, drafts).quote()
+        return OrderQuote(
+            customer_id=customer.id,
+            customer_tier=customer.tier,
+            channel=channel or customer.channel,
+            ship_to_region=region,
+            credit_hold=held,
+            order_value=value,
+            lines=tuple(sorted(quoted, key=lambda line: line.line_no)),
+            requested_date=request_day,
+            open_exposure=exposure,
+            credit_limit=customer.credit_limit,
+        )
+
+
+# --- pricing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A requested line priced as capture's ``_priced_line`` prices it."""
+
+    line_no: int
+    product: Product
+    quantity: int
+    decision: PriceDecision
+    approval_pending: bool
+
+
+def _priced_drafts(
+    uow: UnitOfWork,
+    customer: Customer,
+    requests: Sequence[LineRequest],
+    now: datetime,
+    actor: Actor | None,
+) -> list[_Draft]:
+    uow.preload(Product, {request.sku for request in requests})
+    parsed = [_parse_line(uow, index, request) for index, request in enumerate(requests)]
+    breaks = tier_price_breaks_by_sku(uow, customer.tier, [p.sku for p, _, _ in parsed], now.date())
+    may_approve = actor is not None and uow.policy.allows(actor.role, "approve_discount")
+    return [
+        _price(uow, line_no, product, quantity, price, breaks[product.sku], may_approve)
+        for line_no, (product, quantity, price) in enumerate(parsed, start=1)
+    ]
+
+
+def _parse_line(
+    uow: UnitOfWork, index: int, request: LineRequest
+) -> tuple[Product, int, Decimal | None]:
+    """Capture's checks of one requested line, in its order (see ``orders._parse_line``)."""
+    prefix = f"lines[{index}]"
+    product = uow.get(Product, request.sku)
+    if product is None or not product.active:
+        raise NotFound("product", f"{prefix}.sku", request.sku)
+    quantity = parse_quantity(f"{prefix}.quantity", request.quantity)
+    price = None
+    if request.unit_price is not None:
+        price = parse_money(f"{prefix}.unit_price", request.unit_price)
+        if price <= 0:
+            raise InvalidValue(f"{prefix}.unit_price", request.unit_price, "must be > 0")
+    return product, quantity, price
+
+
+def _price(
+    uow: UnitOfWork,
+    line_no: int,
+    product: Product,
+    quantity: int,
+    requested_price: Decimal | None,
+    breaks: list[PriceBreak],
+    may_approve: bool,
+) -> _Draft:
+    decision = decide_price(
+        list_price=product.list_price,
+        breaks=breaks,
+        quantity=quantity,
+        requested_unit_price=requested_price,
+        approval_threshold_pct=uow.policy.discount_approval_pct,
+    )
+    return _Draft(line_no, product, quantity, decision, decision.needs_approval and not may_approve)
+
+
+def _held(draft: _Draft) -> QuotedLine:
+    return _line(draft, draft.line_no, draft.quantity, LineState.CREDIT_HOLD)
+
+
+def _line(draft: _Draft, line_no: int, quantity: int, state: str, **placed: Any) -> QuotedLine:
+    return QuotedLine(
+        line_no=line_no,
+        sku=draft.product.sku,
+        quantity=quantity,
+        unit_price=draft.decision.unit_price,
+        tier_price=draft.decision.tier_price,
+        unit_cost=draft.product.unit_cost,
+        price_source=draft.decision.source if line_no == draft.line_no else "split",
+        price_approval_pending=draft.approval_pending,
+        state=str(state),
+        parent_line_no=None if line_no == draft.line_no else draft.line_no,
+        **placed,
+    )
+
+
+# --- stock, counted in memory -------------------------------------------------------------------
+
+_BALANCES = select(
+    InventoryBalance.sku,
+    InventoryBalance.location_id,
+    InventoryBalance.on_hand,
+    InventoryBalance.reserved,
+).where(
+    InventoryBalance.sku.in_(bindparam("skus", expanding=True)),
+    InventoryBalance.location_id.in_(bindparam("location_ids", expanding=True)),
+)
+
+# ``stock.backordered_by_location`` and ``stock.scheduled_receipts_by_location`` for several SKUs.
+_BACKORDERED = (
+    select(OrderLine.sku, OrderLine.location_id, func.sum(OrderLine.quantity))
+    .where(
+        OrderLine.sku.in_(bindparam("skus", expanding=True)),
+        OrderLine.location_id.in_(bindparam("location_ids", expanding=True)),
+        OrderLine.state == LineState.BACKORDERED,
+    )
+    .group_by(OrderLine.sku, OrderLine.location_id)
+)
+_SCHEDULED_RECEIPTS = union_all(
+    select(
+        PurchaseOrderLine.sku.label("sku"),
+        PurchaseOrder.location_id.label("location_id"),
+        PurchaseOrderLine.expected_date.label("expected_date"),
+        (PurchaseOrderLine.quantity - PurchaseOrderLine.received_quantity).label("quantity"),
+    )
+    .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+    .where(
+        PurchaseOrderLine.sku.in_(bindparam("skus", expanding=True)),
+        PurchaseOrder.location_id.in_(bindparam("location_ids", expanding=True)),
+        PurchaseOrder.status.in_(
+            [PurchaseOrderStatus.OPEN, PurchaseOrderStatus.PARTIALLY_RECEIVED]
+        ),
+        PurchaseOrderLine.received_quantity < PurchaseOrderLine.quantity,
+    ),
+    select(Transfer.sku, Transfer.to_location_id, Transfer.expected_date, Transfer.quantity).where(
+        Transfer.sku.in_(bindparam("skus", expanding=True)),
+        Transfer.to_location_id.in_(bindparam("location_ids", expanding=True)),
+        Transfer.status == TransferStatus.IN_TRANSIT,
+    ),
+)
+
+Pair = tuple[str, str]
+"""(sku, location id)"""
+
+
+class _Stock:
+    """The balances of the order's SKUs at the order's locations, changed as capture would change
+    them line by line: a reservation raises ``reserved``, a backorder adds to what waits on the
+    location's receipts. Backorders and receipts are read (for all the SKUs at once) only when a
+    line first needs them, as capture reads them only for a line no location can fill from the
+    shelf."""
+
+    def __init__(self, uow: UnitOfWork, skus: Sequence[str], location_ids: Sequence[str]) -> None:
+        self.uow = uow
+        self.skus = list(skus)
+        self.location_ids = list(location_ids)
+        self.shelf: dict[Pair, tuple[int, int]] = {
+            (sku, location_id): (0, 0) for sku in skus for location_id in location_ids
+        }
+        params = {"skus": self.skus, "location_ids": self.location_ids}
+        for sku, location_id, on_hand, reserved in uow.session.execute(_BALANCES, params):
+            self.shelf[(sku, location_id)] = (on_hand, reserved)
+        self.reserved_by_order: Counter[Pair] = Counter()
+        self.backordered_by_order: Counter[Pair] = Counter()
+        self._waiting: Counter[Pair] | None = None
+        self._receipts: dict[Pair, list[ScheduledReceipt]] = {}
+
+    def on_shelf(self, sku: str, location_id: str) -> StockPosition:
+        on_hand, reserved = self.shelf[(sku, location_id)]
+        return StockPosition(
+            location_id, on_hand, reserved + self.reserved_by_order[(sku, location_id)]
+        )
+
+    def position(self, sku: str, location_id: str) -> StockPosition:
+        """The whole position: the shelf, what waits on backorder and what is on its way."""
+        shelf = self.on_shelf(sku, location_id)
+        waiting = self._read_pipeline()
+        pair = (sku, location_id)
+        return replace(
+            shelf,
+            backordered=waiting[pair] + self.backordered_by_order[pair],
+            receipts=tuple(self._receipts.get(pair, ())),
+        )
+
+    def positions(self, sku: str, quantity: int) -> list[StockPosition]:
+        """Capture's ``Allocator._positions``: the shelf alone when some location can fill the
+        line from it (the plan is the same), else the whole positions; in location order, as
+        capture's locked balances are."""
+        on_shelf = [self.on_shelf(sku, location_id) for location_id in self.location_ids]
+        if any(position.free_now >= quantity for position in on_shelf):
+            return on_shelf
+        return [self.position(sku, location_id) for location_id in self.location_ids]
+
+    def reserve(self, sku: str, location_id: str, quantity: int) -> None:
+        self.reserved_by_order[(sku, location_id)] += quantity
+
+    def backorder(self, sku: str, location_id: str, quantity: int) -> None:
+        self.backordered_by_order[(sku, location_id)] += quantity
+
+    def _read_pipeline(self) -> Counter[Pair]:
+        if self._waiting is None:
+            params = {"skus": self.skus, "location_ids": self.location_ids}
+            waiting: Counter[Pair] = Counter()
+            for sku, location_id, quantity in self.uow.session.execute(_BACKORDERED, params):
+                waiting[(sku, str(location_id))] = int(quantity)
+            self._waiting = waiting
+            for sku, location_id, expected, quantity in self.uow.session.execute(
+                _SCHEDULED_RECEIPTS, params
+            ):
+                self._receipts.setdefault((sku, location_id), []).append(
+                    ScheduledReceipt(expected, int(quantity))
+                )
+        return self._waiting
+
+
+# --- allocation ---------------------------------------------------------------------------------
+
+
+class _DryAllocator:
+    """Capture's ``Allocator`` for lines that are never written: the same choice of location(s),
+    split and promise per line, in line order, with reservations, backorders and the pick queue
+    counted in memory."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        now: datetime,
+        customer: Customer,
+        region: str,
+        allow_split: bool,
+        drafts: Sequence[_Draft],
+    ) -> None:
+        self.uow = uow
+        self.now = now
+        self.customer = customer
+        self.region = region
+        self.allow_split = allow_split
+        self.drafts = drafts
+        self.calendar = uow.policy.calendar
+        self.lanes = standard_lanes(uow, region)
+        if not self.lanes:
+            raise InvalidValue("ship_to_region", region, "no carrier lane serves this region")
+        uow.preload(Location, self.lanes)
+        self.locations = {
+            location_id: get_kept_or_raise(
+                uow, Location, location_id, entity="location", field="origin_location_id"
+            )
+            for location_id in self.lanes
+        }
+        products = [draft.product for draft in drafts]
+        uow.preload(
+            Supplier, {p.preferred_supplier_id for p in products if p.preferred_supplier_id}
+        )
+        self.stock = _Stock(uow, sorted({p.sku for p in products}), sorted(self.lanes))
+        self.backlogs = pick_backlogs(uow, list(self.lanes))
+        self.next_line_no = len(drafts) + 1
+
+    def quote(self) -> list[QuotedLine]:
+        placed = [line for draft in self.drafts for line in self.allocate(draft)]
+        express = _express_lanes(self.uow, self.region)
+        substitutes = _Substitutes.read(self.uow, self.stock, placed, self.drafts)
+        return [
+            replace(
+                line,
+                options=replace(
+                    line.options,
+                    express=self._express(line, express),
+                    substitutes=substitutes.of(line),
+                ),
+            )
+            for line in placed
+        ]
+
+    def allocate(self, draft: _Draft) -> list[QuotedLine]:
+        sku = draft.product.sku
+        replenish_date = self._replenish_date(draft.product)
+        plan = plan_allocation(
+            quantity=draft.quantity,
+            home_location=self.customer.home_location_id,
+            positions=self.stock.positions(sku, draft.quantity),
+            replenish_date=replenish_date,
+            estimate_delivery=lambda location_id, ready: (
+                self.promise(location_id, ready).delivery_date
+            ),
+            allow_split=self.allow_split,
+        )
+        # As the plan saw them: before any part of this line takes stock or joins a queue.
+        others = [self._other_locations(sku, part, replenish_date) for part in plan]
+        numbers = [draft.line_no, *self._split_numbers(len(plan) - 1)]
+        return [
+            self._apply(draft, part, line_no, LineOptions(other_locations=alternatives))
+            for part, line_no, alternatives in zip(plan, numbers, others, strict=True)
+        ]
+
+    def promise(self, location_id: str, ready_on: date | None) -> Promise:
+        location = self.locations[location_id]
+        return promise_for(
+            entered_at=self.now,
+            stock_ready_on=ready_on,
+            cutoff=location.cutoff_time,
+            timezone=location.timezone,
+            pick_backlog_lines=self.backlogs[location_id],
+            pick_capacity_per_day=location.pick_capacity_per_day,
+            transit_days=self.lanes[location_id].transit_days,
+            calendar=self.calendar,
+        )
+
+    def _split_numbers(self, count: int) -> list[int]:
+        """Capture numbers a part split off a line after the order's last line so far."""
+        numbers = list(range(self.next_line_no, self.next_line_no + count))
+        self.next_line_no += count
+        return numbers
+
+    def _apply(
+        self, draft: _Draft, part: Allocation, line_no: int, options: LineOptions
+    ) -> QuotedLine:
+        lane = self.lanes[part.location]
+        backlog = self.backlogs[part.location]
+        promise = self.promise(part.location, part.ready_on)
+        if part.from_stock:
+            self.stock.reserve(draft.product.sku, part.location, part.quantity)
+            self.backlogs[part.location] += 1
+        else:
+            self.stock.backorder(draft.product.sku, part.location, part.quantity)
+        return _line(
+            draft,
+            line_no,
+            part.quantity,
+            LineState.ALLOCATED if part.from_stock else LineState.BACKORDERED,
+            location_id=part.location,
+            lane_id=lane.id,
+            carrier_id=lane.carrier_id,
+            transit_days=lane.transit_days,
+            promised_ship_date=promise.ship_date,
+            promised_delivery_date=promise.delivery_date,
+            expected_ready_on=part.ready_on,
+            pick_backlog_lines=backlog,
+            pick_capacity_per_day=self.locations[part.location].pick_capacity_per_day,
+            options=options,
+        )
+
+    def _other_locations(
+        self, sku: str, part: Allocation, replenish_date: date
+    ) -> tuple[LocationOption, ...]:
+        options = [
+            self._fill_whole_at(sku, part.quantity, location_id, replenish_date)
+            for location_id in self.stock.location_ids
+            if location_id != part.location
+        ]
+        return tuple(sorted(options, key=lambda o: (o.promised_delivery_date, o.location_id)))
+
+    def _fill_whole_at(
+        self, sku: str, quantity: int, location_id: str, replenish_date: date
+    ) -> LocationOption:
+        """The plan (``plan_allocation`` on this one location, unsplit) and promise the line
+        would get there: from its shelf, else from the receipt that covers it, else from a new
+        purchase."""
+        shelf = self.stock.on_shelf(sku, location_id)
+        position = shelf if shelf.free_now >= quantity else self.stock.position(sku, location_id)
+        (part,) = plan_allocation(
+            quantity=quantity,
+            home_location=location_id,
+            positions=[position],
+            replenish_date=replenish_date,
+            estimate_delivery=lambda loc, ready: self.promise(loc, ready).delivery_date,
+            allow_split=False,
+        )
+        promise = self.promise(location_id, part.ready_on)
+        lane = self.lanes[location_id]
+        return LocationOption(
+            location_id=location_id,
+            lane_id=lane.id,
+            carrier_id=lane.carrier_id,
+            transit_days=lane.transit_days,
+            free_now=shelf.free_now,
+            ready_on=part.ready_on,
+            promised_ship_date=promise.ship_date,
+            promised_delivery_date=promise.delivery_date,
+        )
+
+    def _express(self, line: QuotedLine, express: dict[str, Lane]) -> ExpressOption | None:
+        lane = express.get(line.location_id or "")
+        if lane is None or line.promised_ship_date is None:
+            return None
+        return ExpressOption(
+            lane_id=lane.id,
+            carrier_id=lane.carrier_id,
+            transit_days=lane.transit_days,
+            cost_per_shipment=lane.cost_per_shipment,
+            promised_delivery_date=promised_delivery_date(
+                line.promised_ship_date, lane.transit_days, self.calendar
+            ),
+        )
+
+    def _replenish_date(self, product: Product) -> date:
+        """Capture's ``Allocator._replenish_date``: a new purchase from the preferred supplier."""
+        supplier = (
+            self.uow.get(Supplier, product.preferred_supplier_id)
+            if product.preferred_supplier_id
+            else None
+        )
+        days = supplier.nominal_lead_days if supplier else DEFAULT_REPLENISH_DAYS
+        return self.now.date() + timedelta(days=days)
+
+
+_EXPRESS_LANES = (
+    select(Lane)
+    .where(Lane.dest_region == bindparam("region"), Lane.service_level == "express")
+    .order_by(Lane.transit_days, Lane.cost_per_shipment, Lane.id)
+)
+
+
+def _express_lanes(uow: UnitOfWork, region: str) -> dict[str, Lane]:
+    """The fastest (then cheapest) express lane from each location to the region."""
+    lanes: dict[str, Lane] = {}
+    for lane in uow.session.execute(_EXPRESS_LANES, {"region": region}).scalars():
+        lanes.setdefault(lane.origin_location_id, lane)
+    return lanes
+
+
+_SUBSTITUTES = (
+    select(
+        Product.sku,
+        Product.category,
+        InventoryBalance.location_id,
+        InventoryBalance.on_hand - InventoryBalance.reserved,
+    )
+    .join(InventoryBalance, InventoryBalance.sku == Product.sku)
+    .where(
+        Product.category.in_(bindparam("categories", expanding=True)),
+        Product.active.is_(True),
+        InventoryBalance.location_id.in_(bindparam("location_ids", expanding=True)),
+        InventoryBalance.on_hand - InventoryBalance.reserved >= bindparam("at_least"),
+    )
+)
+
+
+@dataclass
+class _Substitutes:
+    """Free stock of the order's categories at its fulfilling locations, read in one query; free
+    stock is what the whole order leaves (its own lines may take some of a substitute)."""
+
+    free: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
+    """(category, location) -> [(sku, free now)]"""
+    categories: dict[str, str] = field(default_factory=dict)
+    """sku -> category of the order's SKUs"""
+
+    @classmethod
+    def read(
+        cls, uow: UnitOfWork, stock: _Stock, lines: Sequence[QuotedLine], drafts: Sequence[_Draft]
+    ) -> _Substitutes:
+        found = cls(categories={d.product.sku: d.product.category for d in drafts})
+        located = [line for line in lines if line.location_id is not None]
+        if not located:
+            return found
+        params = {
+            "categories": sorted({found.categories[line.sku] for line in located}),
+            "location_ids": sorted({line.location_id for line in located if line.location_id}),
+            "at_least": min(line.quantity for line in located),
+        }
+        for sku, category, location_id, free in uow.session.execute(_SUBSTITUTES, params):
+            left = int(free) - stock.reserved_by_order[(sku, location_id)]
+            found.free.setdefault((category, location_id), []).append((sku, left))
+        return found
+
+    def of(self, line: QuotedLine) -> tuple[SubstituteOption, ...]:
+        if line.location_id is None:
+            return ()
+        candidates = self.free.get((self.categories[line.sku], line.location_id), [])
+        enough = sorted(
+            ((sku, free) for sku, free in candidates if sku != line.sku and free >= line.quantity),
+            key=lambda candidate: (-candidate[1], candidate[0]),
+        )
+        return tuple(SubstituteOption(sku, free) for sku, free in enough[:MAX_SUBSTITUTES])
