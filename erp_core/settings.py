@@ -6,6 +6,7 @@ effects (no folders created, no MLflow URIs set).
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +32,27 @@ class Settings(BaseSettings):
         description="Governance policy TOML; None means the default shipped in erp_core.",
     )
     var_dir: Path = Field(default=Path("var"))
+    frozen_now: datetime | None = Field(
+        default=None,
+        description=(
+            "The API's clock, fixed (ISO time with zone). For a demo or test over a simulated "
+            "world whose history ends in the past; unset, the API uses the real time."
+        ),
+    )
+    feature_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the API takes newly written history into its feature index.",
+    )
+    max_order_lines: int = Field(
+        default=500, ge=1, le=10_000, description="The most lines one API order may carry."
+    )
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How long a checked API key is trusted before it is looked up again "
+        "(a revoked key stops working within this time).",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -38,6 +60,15 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite", "postgresql")):
             raise ValueError(
                 f"ERPX_DATABASE_URL={value!r}: only sqlite:/// and postgresql:// URLs are supported"
+            )
+        return value
+
+    @field_validator("frozen_now")
+    @classmethod
+    def _frozen_now_is_aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError(
+                f"ERPX_FROZEN_NOW={value.isoformat()!r}: give a time zone (e.g. +00:00)"
             )
         return value
 

@@ -9,9 +9,17 @@ a change. Like erp_core's CLI, this module imports no heavy library, so ``erpx -
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
+from typing import Annotated
+
 import typer
 
 from erp_core import cli as core
+from erp_core.db.migrate import upgrade_to_head
+from erp_core.db.uow import UnitOfWork
+from erp_core.policy import Actor, load_policy
+from erp_core.settings import Settings
 from features.cli import app as features_app
 from training.cli import app as train_app
 from training.cli import replenishment_report, retrain
@@ -37,3 +45,99 @@ report_app = typer.Typer(
 )
 report_app.command("replenishment")(replenishment_report)
 app.add_typer(report_app, name="report")
+
+apikey_app = typer.Typer(
+    name="apikey",
+    help="API keys, each bound to one role of the governance policy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(apikey_app, name="apikey")
+
+OPERATOR = Actor("cli", "admin")
+"""Whoever runs the command on the server holds the database: the audit trail says ``cli``."""
+
+
+def _uow(settings: Settings) -> UnitOfWork:
+    return UnitOfWork.from_url(settings.database_url, load_policy(settings.policy_path))
+
+
+@apikey_app.command("create")
+@core.reports_user_errors
+def apikey_create(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Option(help="A role of the governance policy.")],
+    name: Annotated[
+        str | None, typer.Option(help="A name to revoke it by (default: role-N).")
+    ] = None,
+) -> None:
+    """Create a key and print it once: only its hash is stored."""
+    from erp_core.services.api_keys import create_api_key, list_api_keys
+
+    settings = core.settings_of(ctx)
+    uow = _uow(settings)
+    if name is None:
+        taken = {existing[0] for existing in list_api_keys(uow)}
+        name = next(f"{role}-{n}" for n in range(1, len(taken) + 2) if f"{role}-{n}" not in taken)
+    issued = create_api_key(uow, OPERATOR, name=name, role=role, now=datetime.now(UTC))
+    core.console.print(f"{issued.name} ({issued.role}): {issued.secret}", markup=False)
+    core.console.print("Keep it now: it cannot be shown again.", style="dim")
+
+
+@apikey_app.command("revoke")
+@core.reports_user_errors
+def apikey_revoke(ctx: typer.Context, name: Annotated[str, typer.Argument()]) -> None:
+    """Revoke a key by name (the API stops accepting it within ERPX_API_KEY_CACHE_SECONDS)."""
+    from erp_core.services.api_keys import revoke_api_key
+
+    revoke_api_key(_uow(core.settings_of(ctx)), OPERATOR, name=name, now=datetime.now(UTC))
+    core.console.print(f"revoked {name}")
+
+
+@apikey_app.command("list")
+@core.reports_user_errors
+def apikey_list(ctx: typer.Context) -> None:
+    """Every key's name, role, creation time and state (never the key)."""
+    from erp_core.services.api_keys import list_api_keys
+
+    rows = list_api_keys(_uow(core.settings_of(ctx)))
+    table = core.key_value_table(
+        "API keys",
+        [
+            (name, f"{role}, created {created:%Y-%m-%d %H:%M}, {'active' if on else 'revoked'}")
+            for name, role, created, on in rows
+        ],
+    )
+    core.console.print(table)
+
+
+@app.command("serve")
+@core.reports_user_errors
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Default: ERPX_API_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: ERPX_API_PORT.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+) -> None:
+    """Serve the API with uvicorn (the interactive docs at /docs)."""
+    import uvicorn
+
+    settings = core.settings_of(ctx)
+    upgrade_to_head(settings.database_url)
+    # One LightGBM thread per worker: a request scores a handful of rows, and two workers
+    # each spinning two OpenMP threads on two cores collapse throughput (SERVING-NOTES).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    host = host or settings.api_host
+    port = port or settings.api_port
+    core.console.print(f"erpx API on http://{host}:{port} (docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+    )

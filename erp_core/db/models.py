@@ -483,3 +483,29 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime]
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+# --- the decision trail --------------------------------------------------------------------------
+
+
+class RiskScore(Base):
+    """A score the API gave a line: which model and version (or the fallback), its reasons and
+    the feature values it used, and the exception it opened. The realised outcome joins later
+    through the line (its first promise, its shipment events)."""
+
+    __tablename__ = "risk_scores"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scored_at: Mapped[datetime]
+    order_id: Mapped[int] = mapped_column(ForeignKey("sales_orders.id"), index=True)
+    line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    """``capture`` (scored as the order was taken), ``rescore``, or ``shadow`` (a challenger)."""
+    kind: Mapped[str] = mapped_column(String(32))
+    """``late_shipment`` or ``margin_anomaly``."""
+    model_name: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(32))
+    """The registry version, or ``fallback`` / ``rules`` when no model scored."""
+    score: Mapped[float]
+    reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
+    features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    exception_id: Mapped[int | None] = mapped_column(ForeignKey("exception_cases.id"))

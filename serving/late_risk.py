@@ -1,0 +1,125 @@
+"""P(an order line misses its promised delivery date), for lines as capture decides them.
+
+The champion scores from the online feature row (the same definitions as its training frame);
+without one, the fallback is what a planner would read without a model: one minus the lane's
+shrunk 90-day on-time delivery rate (the late-shipment model's own lane baseline). Either way the
+answer says which it was and why, in words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from erp_core.domain.errors import NotFound
+from features.online import DraftOrder, OnlineFeatures
+from serving.models import FALLBACK, ServedModel
+from training.late_shipment import LANE_RATE_FEATURE
+from training.reasons import Reason, phrase, reasons_of_rows
+
+REASON_LIMIT = 3
+FALLBACK_RATE_WHEN_UNKNOWN = 0.15
+"""A lane with no history at all and no global rate yet (an empty database): a cautious prior."""
+
+
+@dataclass(frozen=True)
+class LateRisk:
+    probability: float
+    model: str
+    version: str | None
+    reasons: tuple[Reason, ...]
+    features: dict[str, Any]
+    """The feature values the score used, stored with it for the decision trail."""
+
+
+def score_late_risk(
+    online: OnlineFeatures | None,
+    champion: ServedModel | None,
+    draft: DraftOrder,
+    contexts: list[dict[str, str]],
+) -> list[LateRisk]:
+    """One risk per draft line, in the draft's line order."""
+    if not draft.lines:
+        return []
+    if online is None:
+        return [_unknown() for _ in draft.lines]
+    try:
+        values = online.feature_values(draft)
+    except NotFound:
+        # A customer, product or location created since the index's last refresh.
+        online.refresh()
+        values = online.feature_values(draft)
+    frame = pd.DataFrame(values)
+    if champion is None:
+        return _fallback(frame, values, contexts)
+    model = champion.estimator
+    matrix = model.encoder_.transform(frame)
+    probabilities = model.probability(matrix, num_threads=1)
+    names = model.encoder_.names
+    columns = {name: frame[name].to_numpy(dtype=object) for name in names}
+    reasons = reasons_of_rows(
+        model.contributions(matrix, num_threads=1), columns, names, REASON_LIMIT, contexts
+    )
+    return [
+        LateRisk(
+            probability=float(p),
+            model=champion.name,
+            version=champion.version,
+            reasons=tuple(row_reasons),
+            features=_row(values, i),
+        )
+        for i, (p, row_reasons) in enumerate(zip(probabilities, reasons, strict=True))
+    ]
+
+
+def _fallback(
+    frame: pd.DataFrame, values: dict[str, np.ndarray], contexts: list[dict[str, str]]
+) -> list[LateRisk]:
+    on_time = pd.to_numeric(frame[LANE_RATE_FEATURE], errors="coerce").to_numpy(dtype=float)
+    risks = []
+    for i, rate in enumerate(on_time):
+        known = not np.isnan(rate)
+        probability = float(np.clip(1.0 - rate, 0.0, 1.0)) if known else FALLBACK_RATE_WHEN_UNKNOWN
+        text = (
+            phrase(LANE_RATE_FEATURE, float(rate), contexts[i])
+            if known
+            else ("no delivery history on this lane yet")
+        )
+        risks.append(
+            LateRisk(
+                probability=probability,
+                model=FALLBACK,
+                version=None,
+                reasons=(Reason(LANE_RATE_FEATURE, float(rate) if known else None, 0.0, text),),
+                features=_row(values, i),
+            )
+        )
+    return risks
+
+
+def _unknown() -> LateRisk:
+    return LateRisk(
+        probability=FALLBACK_RATE_WHEN_UNKNOWN,
+        model=FALLBACK,
+        version=None,
+        reasons=(Reason("history", None, 0.0, "the feature index is not available"),),
+        features={},
+    )
+
+
+def _row(values: dict[str, np.ndarray], i: int) -> dict[str, Any]:
+    """One line's feature values as plain JSON values (NaN as None)."""
+    return {name: _plain(column[i]) for name, column in values.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value if isinstance(value, bool | int | float | str) else str(value)

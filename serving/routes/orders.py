@@ -1,0 +1,300 @@
+"""Orders: score a draft while the customer waits, capture it with its exceptions, read it back.
+
+The scoring routes are ``async`` and run their few milliseconds of work inline on the event
+loop: the feature index and the models are then only ever touched from one thread, and a request
+does not pay a thread-pool hand-off (see serving/runtime.py).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header
+from sqlalchemy import select
+
+from erp_core.db.models import ExceptionCase, OrderLine, SalesOrder
+from erp_core.domain.errors import InvalidValue, NotFound
+from erp_core.policy import Actor, Policy
+from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
+from erp_core.services.quotes import OrderQuote, quote_order
+from erp_core.services.risk import LineScore, record_scores
+from serving.runtime import Runtime
+from serving.schemas import (
+    ActionOut,
+    CapturedOrderOut,
+    DraftOrderIn,
+    LateRiskOut,
+    MarginOut,
+    OrderIn,
+    OrderLineOut,
+    OrderOut,
+    OrderRiskOut,
+    ReasonOut,
+    ScoredLineOut,
+    ScoredOrderOut,
+)
+from serving.scoring import ScoredLine, ScoredOrder, score_order
+from serving.security import ANY_ROLE, RuntimeDep, admits
+from serving.views import current_promises, first_promises, view_of_order, view_of_quote
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+
+def _check_size(runtime: Runtime, body: DraftOrderIn) -> None:
+    limit = runtime.settings.max_order_lines
+    if len(body.lines) > limit:
+        raise InvalidValue("lines", len(body.lines), f"an order may carry at most {limit} lines")
+
+
+def _requests(body: DraftOrderIn) -> list[LineRequest]:
+    return [LineRequest(line.sku, line.quantity, line.unit_price) for line in body.lines]
+
+
+def _quote(runtime: Runtime, body: DraftOrderIn, actor: Actor) -> OrderQuote:
+    return quote_order(
+        runtime.uow(),
+        customer_id=body.customer_id,
+        lines=_requests(body),
+        now=runtime.now(),
+        requested_date=body.requested_date,
+        channel=body.channel,
+        ship_to_region=body.ship_to_region,
+        allow_split=body.allow_split,
+        actor=actor,
+    )
+
+
+@router.post(
+    "/score",
+    response_model=ScoredOrderOut,
+    summary="Score a draft order without writing anything",
+)
+async def score_draft(
+    body: DraftOrderIn,
+    runtime: RuntimeDep,
+    actor: Annotated[Actor, Depends(admits("capture_order"))],
+) -> ScoredOrderOut:
+    """Per line: where and when capture would promise it (available-to-promise), P(late) with
+    the reasons pushing it up, the margin-anomaly score with its reason, and for a line at risk
+    the actions that could save it. Nothing is written: the same order captured a moment later
+    gets the same promises unless someone else took the stock in between."""
+    _check_size(runtime, body)
+    now = runtime.now()
+    quote = _quote(runtime, body, actor)
+    scored = score_order(
+        view_of_quote(quote, now), runtime.features(), runtime.models, runtime.policy
+    )
+    return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
+
+
+@router.post(
+    "",
+    response_model=CapturedOrderOut,
+    status_code=201,
+    summary="Capture an order, score it and open its exceptions",
+)
+async def capture(
+    body: OrderIn,
+    runtime: RuntimeDep,
+    actor: Annotated[Actor, Depends(admits("capture_order"))],
+    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+) -> CapturedOrderOut:
+    """The order is captured through the ERP core in one transaction (priced, credit-checked,
+    promised, reserved or backordered). Then each line is scored and the scores kept; a line
+    over the policy's thresholds opens a ``late_risk`` or ``margin_anomaly`` case routed to its
+    owner role. With an ``Idempotency-Key`` a retry returns the first answer and creates
+    nothing twice, also when the first attempt failed between capture and scoring."""
+    _check_size(runtime, body)
+    now = runtime.now()
+    quote = _quote(runtime, body, actor)
+    captured = capture_order(
+        runtime.uow(),
+        actor,
+        customer_id=body.customer_id,
+        lines=_requests(body),
+        now=now,
+        requested_date=body.requested_date,
+        channel=body.channel,
+        ship_to_region=body.ship_to_region,
+        allow_split=body.allow_split,
+        idempotency_key=idempotency_key,
+        external_ref=body.external_ref,
+    )
+    with runtime.uow() as uow:
+        view = view_of_order(uow.session, captured.order_id, quote=quote)
+    scored = score_order(view, runtime.features(), runtime.models, runtime.policy)
+    record_scores(
+        runtime.uow(),
+        actor,
+        order_id=captured.order_id,
+        scores=_line_scores(scored),
+        purpose="capture",
+        now=now,
+    )
+    return CapturedOrderOut(
+        **_scored_fields(scored, view.entered_at, runtime.policy),
+        order_id=captured.order_id,
+        replayed=captured.replayed,
+        exception_ids=_exception_ids(runtime, captured),
+        approval_ids=list(captured.approval_ids),
+    )
+
+
+def _exception_ids(runtime: Runtime, captured: CapturedOrder) -> list[int]:
+    """Every case the order opened: capture's own (shortage, credit hold, discount approval)
+    and the scores' (late risk, margin anomaly), as the database holds them (a replay too)."""
+    with runtime.uow() as uow:
+        return list(
+            uow.session.scalars(
+                select(ExceptionCase.id)
+                .where(ExceptionCase.order_id == captured.order_id)
+                .order_by(ExceptionCase.id)
+            )
+        )
+
+
+def _line_scores(scored: ScoredOrder) -> list[LineScore]:
+    scores = []
+    for line in scored.lines:
+        line_id = line.line.line_id
+        assert line_id is not None, "a captured order's lines have ids"
+        if line.late is not None:
+            scores.append(
+                LineScore(
+                    line_id=line_id,
+                    kind="late_shipment",
+                    model_name=line.late.model,
+                    model_version=line.late.version or line.late.model,
+                    score=line.late.probability,
+                    reasons=[reason.text for reason in line.late.reasons],
+                    features=line.late.features,
+                )
+            )
+        if line.margin is not None:
+            scores.append(
+                LineScore(
+                    line_id=line_id,
+                    kind="margin_anomaly",
+                    model_name=line.margin.model,
+                    model_version=line.margin.version or line.margin.model,
+                    score=line.margin.score,
+                    reasons=[line.margin.reason] if line.margin.reason else [],
+                )
+            )
+    return scores
+
+
+def _scored_fields(scored: ScoredOrder, scored_at: Any, policy: Policy) -> dict[str, Any]:
+    return {
+        "customer_id": scored.order.customer_id,
+        "scored_at": scored_at,
+        "models": scored.models,
+        "order": OrderRiskOut(**scored.order_risk()),
+        "lines": [_line_out(line, policy) for line in scored.lines],
+    }
+
+
+def _line_out(scored_line: ScoredLine, policy: Policy) -> ScoredLineOut:
+    line, late, margin = scored_line.line, scored_line.late, scored_line.margin
+    return ScoredLineOut(
+        line_no=line.line_no,
+        line_id=line.line_id,
+        sku=line.sku,
+        quantity=line.quantity,
+        unit_price=str(line.unit_price),
+        state=line.state,
+        location_id=line.location_id,
+        carrier_id=line.carrier_id,
+        promised_ship_date=line.promised_ship_date,
+        promised_delivery_date=line.promised_delivery_date,
+        expected_ready_on=line.expected_ready_on,
+        parent_line_no=line.parent_line_no,
+        price_approval_pending=line.price_approval_pending,
+        late_risk=None
+        if late is None
+        else LateRiskOut(
+            probability=round(late.probability, 6),
+            model=late.model,
+            version=late.version,
+            over_threshold=late.probability >= policy.late_risk_probability,
+            reasons=[ReasonOut(**reason.as_dict()) for reason in late.reasons],
+        ),
+        margin=None
+        if margin is None
+        else MarginOut(
+            score=margin.score,
+            model=margin.model,
+            version=margin.version,
+            over_threshold=margin.score >= policy.margin_anomaly_score,
+            reason=margin.reason,
+        ),
+        actions=[
+            ActionOut(kind=action.kind, text=action.text, details=action.details)  # type: ignore[arg-type]
+            for action in scored_line.actions
+        ],
+    )
+
+
+@router.get("/{order_id}", response_model=OrderOut, summary="An order with its lines and promises")
+def get_order(
+    order_id: int,
+    runtime: RuntimeDep,
+    _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
+) -> OrderOut:
+    with runtime.uow() as uow:
+        order = uow.session.get(SalesOrder, order_id)
+        if order is None:
+            raise NotFound("order", "order_id", order_id)
+        lines = list(
+            uow.session.scalars(
+                select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
+            )
+        )
+        ids = [line.id for line in lines]
+        first, current = first_promises(uow.session, ids), current_promises(uow.session, ids)
+        return OrderOut(
+            order_id=order.id,
+            customer_id=order.customer_id,
+            channel=order.channel,
+            ship_to_region=order.ship_to_region,
+            entered_at=order.entered_at,
+            requested_date=order.requested_date,
+            external_ref=order.external_ref,
+            lines=[_order_line(line, first.get(line.id), current.get(line.id)) for line in lines],
+        )
+
+
+def _order_line(line: OrderLine, first: Any, current: Any) -> OrderLineOut:
+    return OrderLineOut(
+        line_id=line.id,
+        line_no=line.line_no,
+        sku=line.sku,
+        quantity=line.quantity,
+        state=line.state,
+        location_id=line.location_id,
+        unit_price=str(line.unit_price),
+        first_promised_ship_date=first.promised_ship_date if first else None,
+        first_promised_delivery_date=first.promised_delivery_date if first else None,
+        promised_ship_date=current.promised_ship_date if current else None,
+        promised_delivery_date=current.promised_delivery_date if current else None,
+        parent_line_id=line.parent_line_id,
+    )
+
+
+@router.get(
+    "/{order_id}/risk",
+    response_model=ScoredOrderOut,
+    summary="Rescore an order's open lines against the current state",
+)
+async def rescore(
+    order_id: int,
+    runtime: RuntimeDep,
+    _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
+) -> ScoredOrderOut:
+    """The open lines as they stand now (their current promise, location and state), with the
+    features as of now; lines shipped, delivered or cancelled have nothing left to predict."""
+    now = runtime.now()
+    with runtime.uow() as uow:
+        view = view_of_order(uow.session, order_id, as_of=now, open_only=True)
+    scored = score_order(view, runtime.features(), runtime.models, runtime.policy)
+    return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))

@@ -1,0 +1,98 @@
+"""What one API process holds for its lifetime: the settings, the policy, the database engine,
+the in-memory feature index, the served models and the key cache.
+
+Built once at start (``build_runtime``) and kept on ``app.state``. The feature index and the
+models are touched only from the event loop's thread (the scoring routes are ``async`` and do
+their short CPU work inline), so they need no lock; the index takes in newly written history at
+most every ``feature_refresh_seconds``, on the request that finds it due.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from erp_core.db.engine import make_engine, make_session_factory
+from erp_core.db.uow import UnitOfWork
+from erp_core.policy import Policy, load_policy
+from erp_core.settings import Settings
+from features.online import OnlineFeatures
+from serving.models import ModelSet, load_models
+
+if TYPE_CHECKING:
+    from serving.security import KeyCache
+
+log = logging.getLogger("erpx.serving")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    policy: Policy
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    models: ModelSet
+    keys: KeyCache
+    online: OnlineFeatures | None = None
+    online_problem: str | None = None
+    refreshed_at: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.session_factory, self.policy)
+
+    def now(self) -> datetime:
+        """The API's clock: the real time, or ``ERPX_FROZEN_NOW`` over a simulated world."""
+        return self.settings.frozen_now or datetime.now(UTC)
+
+    def features(self) -> OnlineFeatures | None:
+        """The feature index, first taking in what was written since its last refresh when
+        that is due (a refresh that fails leaves the index as it was, and is retried)."""
+        if self.online is None:
+            return None
+        due = time.monotonic() - self.refreshed_at >= self.settings.feature_refresh_seconds
+        if due:
+            self.refresh_features()
+        return self.online
+
+    def refresh_features(self) -> None:
+        if self.online is None:
+            return
+        try:
+            self.online.refresh()
+        except Exception as error:  # a database blip must not stop scoring from the index
+            log.warning("feature index refresh failed: %s", error)
+        self.refreshed_at = time.monotonic()
+
+
+def build_runtime(settings: Settings, *, load: bool = True) -> Runtime:
+    """Connect, index the history and load the champions. With ``load=False`` (a test of the
+    routes that score nothing) the models and the index are left out."""
+    from serving.security import KeyCache
+
+    policy = load_policy(settings.policy_path)
+    engine = make_engine(settings.database_url)
+    runtime = Runtime(
+        settings=settings,
+        policy=policy,
+        engine=engine,
+        session_factory=make_session_factory(engine),
+        models=load_models(settings) if load else ModelSet(),
+        keys=KeyCache(settings.api_key_cache_seconds),
+    )
+    if load:
+        started = time.perf_counter()
+        try:
+            runtime.online = OnlineFeatures.from_database(engine, policy.calendar)
+        except Exception as error:
+            log.warning("feature index not built: %s", error)
+            runtime.online_problem = str(error).strip().splitlines()[0][:200]
+        else:
+            log.info("feature index built in %.1f s", time.perf_counter() - started)
+    return runtime

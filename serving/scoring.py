@@ -1,0 +1,156 @@
+"""Score an order's lines as capture decides them: P(late) with reasons, the margin-anomaly
+score with its reason, and the actions that could save a risky line.
+
+A line reaches the scorer as a :class:`serving.lines.LineView` (from a quote of a draft, or from
+the rows of a captured order), so a draft and the order it becomes are scored by one path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from erp_core.domain.calendar import BusinessCalendar
+from erp_core.policy import Policy
+from features.online import DraftLine, DraftOrder, OnlineFeatures
+from serving.actions import actions_for
+from serving.late_risk import LateRisk, score_late_risk
+from serving.lines import Action, LineView, OrderView
+from serving.margin import MarginScore, score_margin
+from serving.models import LATE_SHIPMENT, MARGIN_ANOMALY, ModelSet
+
+
+@dataclass(frozen=True)
+class ScoredLine:
+    line: LineView
+    late: LateRisk | None
+    margin: MarginScore | None
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class ScoredOrder:
+    order: OrderView
+    lines: tuple[ScoredLine, ...]
+    models: dict[str, str]
+
+    @property
+    def late_probabilities(self) -> list[float]:
+        return [line.late.probability for line in self.lines if line.late is not None]
+
+    def order_risk(self) -> dict[str, Any]:
+        p = self.late_probabilities
+        value = sum((line.line.unit_price * line.line.quantity for line in self.lines), Decimal(0))
+        return {
+            "p_any_line_late": round(1 - math.prod(1 - x for x in p), 6) if p else None,
+            "expected_late_lines": round(sum(p), 6) if p else None,
+            "predicted_otif": round(sum(1 - x for x in p) / len(p), 6) if p else None,
+            "order_value": str(value),
+            "credit_hold": self.order.credit_hold,
+        }
+
+
+def draft_of(order: OrderView) -> DraftOrder:
+    """The order as the feature index reads it: the lines that went to a location (a credit
+    hold has none, and its lines are not scored for lateness)."""
+    return DraftOrder(
+        customer_id=order.customer_id,
+        channel=order.channel,
+        ship_region=order.ship_to_region,
+        entered_at=order.entered_at,
+        order_id=order.order_id,
+        lines=tuple(
+            DraftLine(
+                line_no=line.line_no,
+                sku=line.sku,
+                quantity=line.quantity,
+                unit_price=float(line.unit_price),
+                state=_state_at_location(line.state),
+                location_id=line.location_id,
+                lane_id=line.lane_id,
+                promised_ship_date=line.promised_ship_date,
+                promised_delivery_date=line.promised_delivery_date,
+                parent_line_no=line.parent_line_no,
+                price_approval_pending=line.price_approval_pending,
+                expected_ready_on=line.expected_ready_on,
+            )
+            for line in order.lines
+        ),
+    )
+
+
+SCORED_STATES = ("allocated", "backordered", "credit_hold")
+
+
+def _state_at_location(state: str) -> str:
+    """A line picked or packed since capture is still at its location with its stock: the
+    features read it as allocated."""
+    return state if state in SCORED_STATES else "allocated"
+
+
+def score_order(
+    order: OrderView,
+    online: OnlineFeatures | None,
+    models: ModelSet,
+    policy: Policy,
+) -> ScoredOrder:
+    late_champion = models.champion(LATE_SHIPMENT)
+    scorable = [line for line in order.lines if line.location_id is not None]
+    contexts = [
+        {"location": line.location_id or "", "carrier": line.carrier_id or ""} for line in scorable
+    ]
+    risks = score_late_risk(online, late_champion, draft_of(_with_lines(order, scorable)), contexts)
+    late_by_line = {line.line_no: risk for line, risk in zip(scorable, risks, strict=True)}
+    margins = score_margin(order, models.champion(MARGIN_ANOMALY), policy)
+    threshold = policy.late_risk_probability
+    scored = tuple(
+        ScoredLine(
+            line=line,
+            late=late_by_line.get(line.line_no),
+            margin=margin,
+            actions=tuple(
+                recommend(line, late_by_line.get(line.line_no), threshold, policy.calendar)
+            ),
+        )
+        for line, margin in zip(order.lines, margins, strict=True)
+    )
+    return ScoredOrder(order, scored, _versions(models, scored))
+
+
+def _with_lines(order: OrderView, lines: list[LineView]) -> OrderView:
+    return OrderView(
+        order.customer_id,
+        order.channel,
+        order.ship_to_region,
+        order.entered_at,
+        order.credit_hold,
+        tuple(lines),
+        order.order_id,
+    )
+
+
+def _versions(models: ModelSet, lines: tuple[ScoredLine, ...]) -> dict[str, str]:
+    """Which version scored each kind: the champion's, or the fallback that stood in for it."""
+    out = {}
+    champion = models.champion(LATE_SHIPMENT)
+    late = [line.late for line in lines if line.late is not None]
+    if late:
+        out[LATE_SHIPMENT] = late[0].version or late[0].model
+    else:
+        out[LATE_SHIPMENT] = champion.version if champion is not None else "fallback"
+    margins = [line.margin for line in lines if line.margin is not None]
+    out[MARGIN_ANOMALY] = (margins[0].version or margins[0].model) if margins else "rules"
+    return out
+
+
+def recommend(
+    line: LineView, risk: LateRisk | None, threshold: float, calendar: BusinessCalendar
+) -> list[Action]:
+    """What could still save a line at risk (P(late) over the policy threshold, or waiting for
+    stock); nothing for a line that is not."""
+    at_risk = line.state == "backordered" or (risk is not None and risk.probability >= threshold)
+    if not at_risk:
+        return []
+    return actions_for(line, risk, calendar)
