@@ -71,9 +71,11 @@ class Runtime:
         self.refreshed_at = time.monotonic()
 
 
-def build_runtime(settings: Settings, *, load: bool = True) -> Runtime:
-    """Connect, index the history and load the champions. With ``load=False`` (a test of the
-    routes that score nothing) the models and the index are left out."""
+def build_runtime(
+    settings: Settings, *, models: ModelSet | None = None, index: bool = True
+) -> Runtime:
+    """Connect, index the history and load the champions from the registry. A test hands in
+    ``models`` (an empty set: every score from the fallback) or leaves the index out."""
     from serving.security import KeyCache
 
     policy = load_policy(settings.policy_path)
@@ -83,10 +85,10 @@ def build_runtime(settings: Settings, *, load: bool = True) -> Runtime:
         policy=policy,
         engine=engine,
         session_factory=make_session_factory(engine),
-        models=load_models(settings) if load else ModelSet(),
+        models=load_models(settings) if models is None else models,
         keys=KeyCache(settings.api_key_cache_seconds),
     )
-    if load:
+    if index:
         started = time.perf_counter()
         try:
             runtime.online = OnlineFeatures.from_database(engine, policy.calendar)
