@@ -48,7 +48,7 @@ from erp_core.domain.pricing import PriceBreak, PriceDecision, decide_price, par
 from erp_core.domain.promise import Promise, promise_for, promised_delivery_date
 from erp_core.domain.states import LineState, PurchaseOrderStatus, TransferStatus
 from erp_core.policy import Actor
-from erp_core.services.common import get_kept_or_raise, parse_date, parse_quantity, require_aware
+from erp_core.services.common import parse_date, parse_quantity, require_aware
 from erp_core.services.orders import (
     DEFAULT_REPLENISH_DAYS,
     LineRequest,
@@ -177,9 +177,9 @@ def quote_order(
     if not lines:
         raise InvalidValue("lines", [], "an order needs at least one line")
     with uow:
-        customer = get_kept_or_raise(
-            uow, Customer, customer_id, entity="customer", field="customer_id"
-        )
+        customer = uow.session.execute(_CUSTOMER, {"id": customer_id}).scalar_one_or_none()
+        if customer is None:
+            raise NotFound("customer", "customer_id", customer_id)
         drafts = _priced_drafts(uow, customer, lines, now, actor)
         value = sum((d.decision.unit_price * d.quantity for d in drafts), Decimal(0))
         exposure = open_exposure(uow, customer.id)
@@ -205,6 +205,15 @@ def quote_order(
 
 # --- pricing ------------------------------------------------------------------------------------
 
+# Built once: ``session.get`` and ``uow.preload`` build their SELECT per call, which costs more
+# than running it, and a quote is on the order-entry clock.
+_CUSTOMER = select(Customer).where(Customer.id == bindparam("id"))
+_PRODUCTS = (
+    select(Product, Supplier.nominal_lead_days)
+    .outerjoin(Supplier, Supplier.id == Product.preferred_supplier_id)
+    .where(Product.sku.in_(bindparam("skus", expanding=True)))
+)
+
 
 @dataclass(frozen=True)
 class _Draft:
@@ -215,6 +224,8 @@ class _Draft:
     quantity: int
     decision: PriceDecision
     approval_pending: bool
+    supplier_lead_days: int | None
+    """The preferred supplier's nominal lead time (None: no preferred supplier)."""
 
 
 def _priced_drafts(
@@ -224,22 +235,34 @@ def _priced_drafts(
     now: datetime,
     actor: Actor | None,
 ) -> list[_Draft]:
-    uow.preload(Product, {request.sku for request in requests})
-    parsed = [_parse_line(uow, index, request) for index, request in enumerate(requests)]
+    rows = uow.session.execute(_PRODUCTS, {"skus": sorted({r.sku for r in requests})}).all()
+    products: dict[str, tuple[Product, int | None]] = {
+        product.sku: (product, lead_days) for product, lead_days in rows
+    }
+    parsed = [_parse_line(products, index, request) for index, request in enumerate(requests)]
     breaks = tier_price_breaks_by_sku(uow, customer.tier, [p.sku for p, _, _ in parsed], now.date())
     may_approve = actor is not None and uow.policy.allows(actor.role, "approve_discount")
     return [
-        _price(uow, line_no, product, quantity, price, breaks[product.sku], may_approve)
+        _price(
+            uow,
+            line_no,
+            product,
+            quantity,
+            price,
+            breaks[product.sku],
+            may_approve,
+            products[product.sku][1],
+        )
         for line_no, (product, quantity, price) in enumerate(parsed, start=1)
     ]
 
 
 def _parse_line(
-    uow: UnitOfWork, index: int, request: LineRequest
+    products: dict[str, tuple[Product, int | None]], index: int, request: LineRequest
 ) -> tuple[Product, int, Decimal | None]:
     """Capture's checks of one requested line, in its order (see ``orders._parse_line``)."""
     prefix = f"lines[{index}]"
-    product = uow.get(Product, request.sku)
+    product = products.get(request.sku, (None, None))[0]
     if product is None or not product.active:
         raise NotFound("product", f"{prefix}.sku", request.sku)
     quantity = parse_quantity(f"{prefix}.quantity", request.quantity)
@@ -259,6 +282,7 @@ def _price(
     requested_price: Decimal | None,
     breaks: list[PriceBreak],
     may_approve: bool,
+    supplier_lead_days: int | None,
 ) -> _Draft:
     decision = decide_price(
         list_price=product.list_price,
@@ -267,7 +291,8 @@ def _price(
         requested_unit_price=requested_price,
         approval_threshold_pct=uow.policy.discount_approval_pct,
     )
-    return _Draft(line_no, product, quantity, decision, decision.needs_approval and not may_approve)
+    pending = decision.needs_approval and not may_approve
+    return _Draft(line_no, product, quantity, decision, pending, supplier_lead_days)
 
 
 def _held(draft: _Draft) -> QuotedLine:
@@ -369,13 +394,14 @@ class _Stock:
 
     def position(self, sku: str, location_id: str) -> StockPosition:
         """The whole position: the shelf, what waits on backorder and what is on its way."""
-        shelf = self.on_shelf(sku, location_id)
-        waiting = self._read_pipeline()
         pair = (sku, location_id)
-        return replace(
-            shelf,
-            backordered=waiting[pair] + self.backordered_by_order[pair],
-            receipts=tuple(self._receipts.get(pair, ())),
+        on_hand, reserved = self.shelf[pair]
+        return StockPosition(
+            location_id,
+            on_hand,
+            reserved + self.reserved_by_order[pair],
+            self._read_pipeline()[pair] + self.backordered_by_order[pair],
+            tuple(self._receipts.get(pair, ())),
         )
 
     def positions(self, sku: str, quantity: int) -> list[StockPosition]:
@@ -436,20 +462,15 @@ class _DryAllocator:
         self.lanes = standard_lanes(uow, region)
         if not self.lanes:
             raise InvalidValue("ship_to_region", region, "no carrier lane serves this region")
-        uow.preload(Location, self.lanes)
         self.locations = {
-            location_id: get_kept_or_raise(
-                uow, Location, location_id, entity="location", field="origin_location_id"
-            )
-            for location_id in self.lanes
+            location.id: location
+            for location in uow.session.execute(_LOCATIONS, {"ids": sorted(self.lanes)}).scalars()
         }
-        products = [draft.product for draft in drafts]
-        uow.preload(
-            Supplier, {p.preferred_supplier_id for p in products if p.preferred_supplier_id}
-        )
-        self.stock = _Stock(uow, sorted({p.sku for p in products}), sorted(self.lanes))
+        skus = sorted({draft.product.sku for draft in drafts})
+        self.stock = _Stock(uow, skus, sorted(self.lanes))
         self.backlogs = pick_backlogs(uow, list(self.lanes))
         self.next_line_no = len(drafts) + 1
+        self._promises: dict[tuple[str, date | None, int], Promise] = {}
 
     def quote(self) -> list[QuotedLine]:
         placed = [line for draft in self.drafts for line in self.allocate(draft)]
@@ -469,7 +490,7 @@ class _DryAllocator:
 
     def allocate(self, draft: _Draft) -> list[QuotedLine]:
         sku = draft.product.sku
-        replenish_date = self._replenish_date(draft.product)
+        replenish_date = self._replenish_date(draft)
         plan = plan_allocation(
             quantity=draft.quantity,
             home_location=self.customer.home_location_id,
@@ -489,17 +510,24 @@ class _DryAllocator:
         ]
 
     def promise(self, location_id: str, ready_on: date | None) -> Promise:
-        location = self.locations[location_id]
-        return promise_for(
-            entered_at=self.now,
-            stock_ready_on=ready_on,
-            cutoff=location.cutoff_time,
-            timezone=location.timezone,
-            pick_backlog_lines=self.backlogs[location_id],
-            pick_capacity_per_day=location.pick_capacity_per_day,
-            transit_days=self.lanes[location_id].transit_days,
-            calendar=self.calendar,
-        )
+        """``promise_for`` the location's queue as it stands; a quote asks the same question
+        many times (each line's plan and its options), so answers are kept per queue length."""
+        key = (location_id, ready_on, self.backlogs[location_id])
+        promise = self._promises.get(key)
+        if promise is None:
+            location = self.locations[location_id]
+            promise = promise_for(
+                entered_at=self.now,
+                stock_ready_on=ready_on,
+                cutoff=location.cutoff_time,
+                timezone=location.timezone,
+                pick_backlog_lines=self.backlogs[location_id],
+                pick_capacity_per_day=location.pick_capacity_per_day,
+                transit_days=self.lanes[location_id].transit_days,
+                calendar=self.calendar,
+            )
+            self._promises[key] = promise
+        return promise
 
     def _split_numbers(self, count: int) -> list[int]:
         """Capture numbers a part split off a line after the order's last line so far."""
@@ -588,16 +616,13 @@ class _DryAllocator:
             ),
         )
 
-    def _replenish_date(self, product: Product) -> date:
+    def _replenish_date(self, draft: _Draft) -> date:
         """Capture's ``Allocator._replenish_date``: a new purchase from the preferred supplier."""
-        supplier = (
-            self.uow.get(Supplier, product.preferred_supplier_id)
-            if product.preferred_supplier_id
-            else None
-        )
-        days = supplier.nominal_lead_days if supplier else DEFAULT_REPLENISH_DAYS
-        return self.now.date() + timedelta(days=days)
+        days = draft.supplier_lead_days
+        return self.now.date() + timedelta(days=DEFAULT_REPLENISH_DAYS if days is None else days)
 
+
+_LOCATIONS = select(Location).where(Location.id.in_(bindparam("ids", expanding=True)))
 
 _EXPRESS_LANES = (
     select(Lane)
