@@ -26,6 +26,8 @@ class LineView:
     expected_ready_on: date | None = None
     parent_line_no: int | None = None
     price_approval_pending: bool = False
+    price_overridden: bool | None = None
+    """Whether the request typed the price (capture's ``override``); None when not known."""
     unit_cost: Decimal | None = None
     tier_price: Decimal | None = None
     line_id: int | None = None

@@ -1,24 +1,26 @@
 """The margin-anomaly score of an order's priced lines, in [0, 1], with one reason.
 
-Until the pricing features have an online path in this process, the score is the rules the
-margin model itself applies first and a planner would apply by hand, reported as
-``"model": "rules"``: a price below unit cost, a price a factor of five or more off the
-customer's tier price (a price typed x10 or /10, a unit-of-measure mix-up), and a discount beyond
-the policy's approval threshold (which capture sends to finance).
+The champion scores from the line's online pricing features (the customer's and the tier's
+recent prices, the price list, the cost: :mod:`features.online_pricing`, the same definitions as
+its training frame) with the reason it gives itself. Without a champion, or without the pricing
+index, the score is the rules a planner would apply by hand, reported as ``"model": "rules"``: a
+price below unit cost, a price a factor of five or more off the customer's tier price (a price
+typed x10 or /10, a unit-of-measure mix-up), and a discount beyond the policy's approval
+threshold (which capture sends to finance). The stale-price-list rule of the model needs the
+superseded price-list entries, which only the training job reads today: online it stays silent.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import TYPE_CHECKING
 
 from erp_core.policy import Policy
+from features.online import DraftOrder
+from features.online_pricing import OnlinePricing, PricedDraftLine
+from serving.lines import LineView, OrderView
 from serving.models import ServedModel
-
-if TYPE_CHECKING:
-    from serving.lines import LineView, OrderView
+from training.margin_anomaly import APPROVAL_COLUMN
 
 RULES = "rules"
 FACTOR_OFF = 5.0
@@ -37,12 +39,46 @@ class MarginScore:
 
 
 def score_margin(
-    order: OrderView, champion: ServedModel | None, policy: Policy
+    order: OrderView,
+    pricing: OnlinePricing | None,
+    champion: ServedModel | None,
+    policy: Policy,
 ) -> list[MarginScore]:
-    """One score per line of the order. ``champion`` is accepted for when the pricing features
-    are computed online; today every line is judged by the rules."""
-    del champion
-    return [_rules(line, policy) for line in order.lines]
+    """One score per line of the order, in its line order."""
+    if pricing is None or champion is None or not order.lines:
+        return [_rules(line, policy) for line in order.lines]
+    frame = pricing.features(_priced_draft(order))
+    frame[APPROVAL_COLUMN] = [line.price_approval_pending for line in order.lines]
+    model = champion.estimator
+    parts = model.score_parts(frame)
+    reasons = model.reasons(frame, parts)
+    return [
+        MarginScore(round(float(score), 6), champion.name, champion.version, reason or None)
+        for score, reason in zip(parts.score, reasons, strict=True)
+    ]
+
+
+def _priced_draft(order: OrderView) -> DraftOrder:
+    return DraftOrder(
+        customer_id=order.customer_id,
+        channel=order.channel,
+        ship_region=order.ship_to_region,
+        entered_at=order.entered_at,
+        order_id=order.order_id,
+        lines=tuple(
+            PricedDraftLine(
+                line_no=line.line_no,
+                sku=line.sku,
+                quantity=line.quantity,
+                unit_price=float(line.unit_price),
+                state=line.state,
+                location_id=line.location_id,
+                price_approval_pending=line.price_approval_pending,
+                price_overridden=line.price_overridden,
+            )
+            for line in order.lines
+        ),
+    )
 
 
 def _rules(line: LineView, policy: Policy) -> MarginScore:
@@ -82,7 +118,3 @@ def _mild(ratio: float) -> float:
 
 def _times(ratio: float) -> str:
     return f"{ratio:.1f}x" if ratio >= 1 else f"1/{1 / ratio:.1f} of"
-
-
-def line_value(line: LineView) -> Decimal:
-    return line.unit_price * line.quantity

@@ -23,6 +23,7 @@ from erp_core.db.uow import UnitOfWork
 from erp_core.policy import Policy, load_policy
 from erp_core.settings import Settings
 from features.online import OnlineFeatures
+from features.online_pricing import OnlinePricing, last_line_id
 from serving.models import ModelSet, load_models
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Runtime:
     models: ModelSet
     keys: KeyCache
     online: OnlineFeatures | None = None
+    pricing: OnlinePricing | None = None
     online_problem: str | None = None
     refreshed_at: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -62,10 +64,13 @@ class Runtime:
         return self.online
 
     def refresh_features(self) -> None:
-        if self.online is None:
-            return
+        """Both indexes take in the rows written since their last read; the pricing index only
+        when lines were added (its refresh re-sorts what it holds)."""
         try:
-            self.online.refresh()
+            if self.online is not None:
+                self.online.refresh()
+            if self.pricing is not None and last_line_id(self.engine) > self.pricing.last_line_id:
+                self.pricing.refresh()
         except Exception as error:  # a database blip must not stop scoring from the index
             log.warning("feature index refresh failed: %s", error)
         self.refreshed_at = time.monotonic()
@@ -92,6 +97,9 @@ def build_runtime(
         started = time.perf_counter()
         try:
             runtime.online = OnlineFeatures.from_database(engine, policy.calendar)
+            runtime.pricing = OnlinePricing.from_database(
+                engine, policy.calendar, float(policy.discount_approval_pct)
+            )
         except Exception as error:
             log.warning("feature index not built: %s", error)
             runtime.online_problem = str(error).strip().splitlines()[0][:200]

@@ -15,6 +15,7 @@ from typing import Any
 from erp_core.domain.calendar import BusinessCalendar
 from erp_core.policy import Policy
 from features.online import DraftLine, DraftOrder, OnlineFeatures
+from features.online_pricing import OnlinePricing
 from serving.actions import actions_for
 from serving.late_risk import LateRisk, score_late_risk
 from serving.lines import Action, LineView, OrderView
@@ -95,6 +96,7 @@ def score_order(
     online: OnlineFeatures | None,
     models: ModelSet,
     policy: Policy,
+    pricing: OnlinePricing | None = None,
 ) -> ScoredOrder:
     late_champion = models.champion(LATE_SHIPMENT)
     scorable = [line for line in order.lines if line.location_id is not None]
@@ -103,7 +105,7 @@ def score_order(
     ]
     risks = score_late_risk(online, late_champion, draft_of(_with_lines(order, scorable)), contexts)
     late_by_line = {line.line_no: risk for line, risk in zip(scorable, risks, strict=True)}
-    margins = score_margin(order, models.champion(MARGIN_ANOMALY), policy)
+    margins = score_margin(order, pricing, models.champion(MARGIN_ANOMALY), policy)
     threshold = policy.late_risk_probability
     scored = tuple(
         ScoredLine(

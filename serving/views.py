@@ -43,6 +43,7 @@ def _quoted(line: QuotedLine) -> LineView:
         expected_ready_on=line.expected_ready_on,
         parent_line_no=line.parent_line_no,
         price_approval_pending=line.price_approval_pending,
+        price_overridden=line.price_source == "override" if line.parent_line_no is None else None,
         unit_cost=line.unit_cost,
         tier_price=line.tier_price,
         options=line.options,
@@ -97,6 +98,7 @@ def view_of_order(
                 price_approval_pending=line.price_approval_pending,
                 unit_cost=costs.get(line.sku),
                 tier_price=line.tier_price,
+                price_overridden=_overridden(quoted.get(line.line_no)),
                 options=quoted[line.line_no].options if line.line_no in quoted else None,
             )
         )
@@ -146,3 +148,9 @@ def _carriers(session: Session, lane_ids: set[int]) -> dict[int | None, str]:
 def _costs(session: Session, skus: set[str]) -> dict[str, Decimal]:
     rows = session.execute(select(Product.sku, Product.unit_cost).where(Product.sku.in_(skus)))
     return {row.sku: row.unit_cost for row in rows}
+
+
+def _overridden(quoted: QuotedLine | None) -> bool | None:
+    if quoted is None or quoted.parent_line_no is not None:
+        return None
+    return quoted.price_source == "override"

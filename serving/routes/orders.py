@@ -18,6 +18,7 @@ from erp_core.policy import Actor, Policy
 from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
 from erp_core.services.quotes import OrderQuote, quote_order
 from erp_core.services.risk import LineScore, record_scores
+from serving.lines import OrderView
 from serving.runtime import Runtime
 from serving.schemas import (
     ActionOut,
@@ -48,6 +49,11 @@ def _check_size(runtime: Runtime, body: DraftOrderIn) -> None:
 
 def _requests(body: DraftOrderIn) -> list[LineRequest]:
     return [LineRequest(line.sku, line.quantity, line.unit_price) for line in body.lines]
+
+
+def _score(runtime: Runtime, view: OrderView) -> ScoredOrder:
+    online = runtime.features()  # first: a due refresh covers the pricing index too
+    return score_order(view, online, runtime.models, runtime.policy, runtime.pricing)
 
 
 def _quote(runtime: Runtime, body: DraftOrderIn, actor: Actor) -> OrderQuote:
@@ -81,9 +87,7 @@ async def score_draft(
     _check_size(runtime, body)
     now = runtime.now()
     quote = _quote(runtime, body, actor)
-    scored = score_order(
-        view_of_quote(quote, now), runtime.features(), runtime.models, runtime.policy
-    )
+    scored = _score(runtime, view_of_quote(quote, now))
     return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
 
 
@@ -122,7 +126,7 @@ async def capture(
     )
     with runtime.uow() as uow:
         view = view_of_order(uow.session, captured.order_id, quote=quote)
-    scored = score_order(view, runtime.features(), runtime.models, runtime.policy)
+    scored = _score(runtime, view)
     record_scores(
         runtime.uow(),
         actor,
@@ -296,5 +300,5 @@ async def rescore(
     now = runtime.now()
     with runtime.uow() as uow:
         view = view_of_order(uow.session, order_id, as_of=now, open_only=True)
-    scored = score_order(view, runtime.features(), runtime.models, runtime.policy)
+    scored = _score(runtime, view)
     return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
