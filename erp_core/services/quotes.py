@@ -10,11 +10,14 @@ backorders a line and lets it join the pick queue in the database, a quote count
 in memory (``_Stock``, the backlog counts), so a later line of the order sees the stock, backorders
 and backlog its earlier lines would have left, as it does in capture.
 
-Reads are per order, not per line: the balances of all the order's SKUs at all the locations that
-serve the region in one query, the backorders and scheduled receipts (only when some line cannot
-be filled from the shelf) in one query each, and so on. A quote takes no row lock (no ``SELECT ...
-FOR UPDATE``, no balance row created) and never commits; inside a caller's unit of work it runs in
-a savepoint that is rolled back. It is an answer for now: the next capture may take the stock.
+Reads are per order, not per line (about a dozen for any number of lines): the balances of all
+the order's SKUs at all the locations that serve the region in one query, the backorders and
+scheduled receipts in one query each (only once a line, or an option at another location, cannot
+be filled from the shelf), and so on. A quote takes no row lock (no ``SELECT ... FOR UPDATE``, no
+balance row created) and never commits; inside a caller's unit of work it runs in a savepoint that
+is rolled back. (On SQLite every unit of work begins ``IMMEDIATE``, so a quote still waits for, and
+holds off, writers for its few milliseconds.) It is an answer for now: the next capture may take
+the stock.
 """
 
 from __future__ import annotations

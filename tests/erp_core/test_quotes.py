@@ -421,7 +421,7 @@ def busy_world(uow: UnitOfWork) -> list[LineRequest]:
     ]
 
 
-def test_quote_writes_nothing_takes_no_lock_and_never_commits(world, monkeypatch):
+def test_quote_writes_nothing_locks_no_row_and_never_commits(world, monkeypatch):
     lines = busy_world(world)
     before = dump(world)
 
