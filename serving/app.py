@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from erp_core.settings import Settings, get_settings
 from serving import errors
-from serving.routes import exceptions, orders, shipments, system
+from serving.routes import exceptions, orders, reports, shipments, system
 from serving.runtime import Runtime, build_runtime
 
 log = logging.getLogger("erpx.serving")
@@ -49,6 +49,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if runtime is not None:
         app.state.runtime = runtime
     errors.install(app)
-    for module in (system, orders, exceptions, shipments):
+    for module in (system, orders, exceptions, shipments, reports):
         app.include_router(module.router)
     return app

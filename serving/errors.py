@@ -58,6 +58,11 @@ class Forbidden(DomainError):
 STATUS_OF.update({Unauthenticated: 401, Forbidden: 403})
 
 
+def register(error_class: type[DomainError], status: int) -> None:
+    """An error class a route module defines, with its status (kept in this one table)."""
+    STATUS_OF[error_class] = status
+
+
 def status_of(error: DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS_OF:
