@@ -659,9 +659,11 @@ def _otif(lines: Sequence[_OrderedLine], period: _Period) -> Kpi:
         for line in lines
         if line.promised_delivery is not None and period.contains(line.first_delivered_at)
     ]
-    on_time = sum(_first_on_time(line, period, "delivered") for line in delivered)
-    in_full = sum(_in_full(line, period) for line in delivered)
-    otif = sum(_is_otif(line, period) for line in delivered)
+    judged = [
+        (_first_on_time(line, period, "delivered"), _in_full(line, period)) for line in delivered
+    ]
+    otif = sum(on_time and in_full for on_time, in_full in judged)
+    on_time, in_full = sum(j[0] for j in judged), sum(j[1] for j in judged)
     return _share("otif", otif, len(delivered), on_time=on_time, in_full=in_full)
 
 
