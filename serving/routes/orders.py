@@ -19,6 +19,7 @@ from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
 from erp_core.services.quotes import OrderQuote, quote_order
 from erp_core.services.risk import LineScore, record_scores
 from serving.lines import OrderView
+from serving.metrics import Metrics, MetricsDep
 from serving.runtime import Runtime
 from serving.schemas import (
     ActionOut,
@@ -51,9 +52,17 @@ def _requests(body: DraftOrderIn) -> list[LineRequest]:
     return [LineRequest(line.sku, line.quantity, line.unit_price) for line in body.lines]
 
 
-def _score(runtime: Runtime, view: OrderView) -> ScoredOrder:
+def _score(runtime: Runtime, view: OrderView, metrics: Metrics) -> ScoredOrder:
     online = runtime.features()  # first: a due refresh covers the pricing index too
-    return score_order(view, online, runtime.models, runtime.policy, runtime.pricing)
+    scored = score_order(view, online, runtime.models, runtime.policy, runtime.pricing)
+    for line in scored.lines:
+        if line.late is not None:
+            fallback = line.late.version is None
+            metrics.observe_score("late_shipment", line.late.model, line.late.probability, fallback)
+        if line.margin is not None:
+            fallback = line.margin.version is None
+            metrics.observe_score("margin_anomaly", line.margin.model, line.margin.score, fallback)
+    return scored
 
 
 def _quote(runtime: Runtime, body: DraftOrderIn, actor: Actor) -> OrderQuote:
@@ -78,6 +87,7 @@ def _quote(runtime: Runtime, body: DraftOrderIn, actor: Actor) -> OrderQuote:
 async def score_draft(
     body: DraftOrderIn,
     runtime: RuntimeDep,
+    metrics: MetricsDep,
     actor: Annotated[Actor, Depends(admits("capture_order"))],
 ) -> ScoredOrderOut:
     """Per line: where and when capture would promise it (available-to-promise), P(late) with
@@ -87,7 +97,7 @@ async def score_draft(
     _check_size(runtime, body)
     now = runtime.now()
     quote = _quote(runtime, body, actor)
-    scored = _score(runtime, view_of_quote(quote, now))
+    scored = _score(runtime, view_of_quote(quote, now), metrics)
     return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
 
 
@@ -100,6 +110,7 @@ async def score_draft(
 async def capture(
     body: OrderIn,
     runtime: RuntimeDep,
+    metrics: MetricsDep,
     actor: Annotated[Actor, Depends(admits("capture_order"))],
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> CapturedOrderOut:
@@ -126,7 +137,7 @@ async def capture(
     )
     with runtime.uow() as uow:
         view = view_of_order(uow.session, captured.order_id, quote=quote)
-    scored = _score(runtime, view)
+    scored = _score(runtime, view, metrics)
     record_scores(
         runtime.uow(),
         actor,
@@ -293,6 +304,7 @@ def _order_line(line: OrderLine, first: Any, current: Any) -> OrderLineOut:
 async def rescore(
     order_id: int,
     runtime: RuntimeDep,
+    metrics: MetricsDep,
     _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
 ) -> ScoredOrderOut:
     """The open lines as they stand now (their current promise, location and state), with the
@@ -300,5 +312,5 @@ async def rescore(
     now = runtime.now()
     with runtime.uow() as uow:
         view = view_of_order(uow.session, order_id, as_of=now, open_only=True)
-    scored = _score(runtime, view)
+    scored = _score(runtime, view, metrics)
     return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
