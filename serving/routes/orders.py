@@ -7,9 +7,10 @@ does not pay a thread-pool hand-off (see serving/runtime.py).
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, BackgroundTasks, Depends, Header
 from sqlalchemy import select
 
 from erp_core.db.models import ExceptionCase, OrderLine, SalesOrder
@@ -18,8 +19,10 @@ from erp_core.policy import Actor, Policy
 from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
 from erp_core.services.quotes import OrderQuote, quote_order
 from erp_core.services.risk import LineScore, record_scores
+from erp_core.services.trail import decision_trail
 from serving.lines import OrderView
 from serving.metrics import Metrics, MetricsDep
+from serving.models import ModelSet
 from serving.runtime import Runtime
 from serving.schemas import (
     ActionOut,
@@ -40,6 +43,7 @@ from serving.security import ANY_ROLE, RuntimeDep, admits
 from serving.views import current_promises, first_promises, view_of_order, view_of_quote
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
+log = logging.getLogger("erpx.serving")
 
 
 def _check_size(runtime: Runtime, body: DraftOrderIn) -> None:
@@ -112,6 +116,7 @@ async def capture(
     runtime: RuntimeDep,
     metrics: MetricsDep,
     actor: Annotated[Actor, Depends(admits("capture_order"))],
+    background: BackgroundTasks,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> CapturedOrderOut:
     """The order is captured through the ERP core in one transaction (priced, credit-checked,
@@ -138,7 +143,7 @@ async def capture(
     with runtime.uow() as uow:
         view = view_of_order(uow.session, captured.order_id, quote=quote)
     scored = _score(runtime, view, metrics)
-    record_scores(
+    recorded = record_scores(
         runtime.uow(),
         actor,
         order_id=captured.order_id,
@@ -146,6 +151,8 @@ async def capture(
         purpose="capture",
         now=now,
     )
+    if runtime.models.challengers and not recorded.already_recorded:
+        background.add_task(_shadow, runtime, view, actor, now)
     return CapturedOrderOut(
         **_scored_fields(scored, view.entered_at, runtime.policy),
         order_id=captured.order_id,
@@ -153,6 +160,34 @@ async def capture(
         exception_ids=_exception_ids(runtime, captured),
         approval_ids=list(captured.approval_ids),
     )
+
+
+async def _shadow(runtime: Runtime, view: OrderView, actor: Actor, now: Any) -> None:
+    """Score the captured order again with each challenger, after the answer has gone out, and
+    keep those scores beside the champion's (``purpose="shadow"``, never opening a case): a
+    challenger is judged on live traffic before anyone promotes it. Drafts write nothing, so
+    only captured orders are shadow-scored."""
+    challengers = runtime.models.challengers
+    try:
+        scored = score_order(
+            view,
+            runtime.features(),
+            ModelSet(champions=dict(challengers)),
+            runtime.policy,
+            runtime.pricing,
+        )
+        scores = [s for s in _line_scores(scored) if s.model_name in challengers]
+        if scores:
+            record_scores(
+                runtime.uow(),
+                actor,
+                order_id=view.order_id,
+                scores=scores,
+                purpose="shadow",
+                now=now,
+            )
+    except Exception as error:  # a challenger must never break the champion's path
+        log.warning("shadow scoring of order %s failed: %s", view.order_id, error)
 
 
 def _exception_ids(runtime: Runtime, captured: CapturedOrder) -> list[int]:
@@ -314,3 +349,19 @@ async def rescore(
         view = view_of_order(uow.session, order_id, as_of=now, open_only=True)
     scored = _score(runtime, view, metrics)
     return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
+
+
+@router.get(
+    "/{order_id}/trail",
+    summary="The decision trail: scores, exceptions, resolutions, approvals, outcome",
+)
+def trail(
+    order_id: int,
+    runtime: RuntimeDep,
+    _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
+    features: bool = True,
+) -> dict[str, Any]:
+    """Per line: every score (model and version or fallback, reasons, the feature values used),
+    the cases it opened and how they were worked, approvals linked to them, and whether the line
+    arrived by its first promised date once delivered."""
+    return decision_trail(runtime.uow(), order_id, with_features=features)

@@ -200,3 +200,38 @@ def test_the_admin_reload_answers_what_it_loaded(served: Served, registry: Regis
     assert response.json()["after"] == registry.versions
     refused = served.client.post("/v1/models/reload", headers=served.headers("planner"))
     assert refused.status_code == 403
+
+
+def test_a_challenger_scores_a_captured_order_in_the_shadow(registry: Registry) -> None:
+    from dataclasses import replace
+
+    from sqlalchemy import select
+
+    from erp_core.db.models import ExceptionCase, RiskScore
+
+    champions = load_models(registry.settings)
+    late = champions.champions[LATE_SHIPMENT]
+    challenger = replace(late, alias="challenger", version="shadow-test")
+    models = replace(champions, challengers={LATE_SHIPMENT: challenger})
+    for served in _serve(registry, models):
+        created = served.client.post(
+            "/v1/orders", json=_draft(served), headers=served.headers()
+        ).json()
+        uow = UnitOfWork.from_url(registry.settings.database_url)
+        with uow:
+            scores = list(
+                uow.session.scalars(
+                    select(RiskScore).where(RiskScore.order_id == created["order_id"])
+                )
+            )
+            shadow_cases = uow.session.scalars(
+                select(ExceptionCase.id).where(
+                    ExceptionCase.id.in_([s.exception_id for s in scores if s.exception_id])
+                )
+            ).all()
+    shadow = [s for s in scores if s.purpose == "shadow"]
+    captured = [s for s in scores if s.purpose == "capture" and s.kind == "late_shipment"]
+    assert shadow and {s.model_version for s in shadow} == {"shadow-test"}
+    assert {s.line_id for s in shadow} == {s.line_id for s in captured}
+    assert all(s.exception_id is None for s in shadow)
+    assert len(shadow_cases) == len([s for s in captured if s.exception_id])

@@ -190,3 +190,34 @@ def test_an_unknown_order_is_a_404_naming_it(api: Api) -> None:
         "field": "order_id",
         "value": "999999",
     }
+
+
+def test_the_trail_links_scores_cases_resolutions_and_the_outcome(api: Api) -> None:
+    api.runtime.policy = _with_late_threshold(api, 0.0)
+    created = api.client.post(
+        "/v1/orders",
+        json={"customer_id": "C-GOLD", "lines": [{"sku": "WIDGET", "quantity": 2}]},
+        headers=api.as_role("sales_rep"),
+    ).json()
+    (case_id,) = created["exception_ids"]
+    api.client.post(
+        f"/v1/exceptions/{case_id}/resolve",
+        json={"resolution": "false_alarm"},
+        headers=api.as_role("logistics"),
+    )
+    response = api.client.get(
+        f"/v1/orders/{created['order_id']}/trail", headers=api.as_role("planner")
+    )
+    assert response.status_code == 200, response.text
+    (line,) = response.json()["lines"]
+    late = [score for score in line["scores"] if score["kind"] == "late_shipment"]
+    assert [score["exception_id"] for score in late] == [case_id]
+    assert late[0]["version"] == "fallback" and late[0]["features"]
+    (case,) = line["exceptions"]
+    assert case["resolution"] == "false_alarm" and case["resolved_by"] == "key:test-logistics"
+    assert line["outcome"] == {
+        "state": "allocated",
+        "first_promised_delivery_date": "2026-03-04",
+        "delivered_on": None,
+        "on_time": None,
+    }
