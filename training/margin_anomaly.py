@@ -58,6 +58,7 @@ from erp_core.domain.errors import InvalidValue
 from features.registry import FeatureSpec, feature_set
 from training.encoding import FrameEncoder
 from training.gate import GateDecision
+from training.isolation import StackedForest
 
 FEATURE_SET = "pricing"
 REGISTERED_NAME = "margin_anomaly"
@@ -351,6 +352,15 @@ class MarginAnomalyModel(BaseEstimator):
     def _residual(self, X: pd.DataFrame) -> np.ndarray:
         return _target(X) - self.expected_log_ratio(X)
 
+    def _stacked_forest(self) -> StackedForest:
+        """The fitted forest stacked for scoring many trees at once (built on first use, also
+        in a model unpickled from the registry)."""
+        stacked = self.__dict__.get("_stacked")
+        if stacked is None or stacked[0] is not self.iforest_:
+            stacked = (self.iforest_, StackedForest.of(self.iforest_))
+            self.__dict__["_stacked"] = stacked
+        return stacked[1]
+
     def _scales_of(self, X: pd.DataFrame) -> np.ndarray:
         channels = X["channel"].astype("string").to_numpy(dtype=object, na_value="")
         return np.array([self.scales_.get(str(c), self.default_scale_) for c in channels])
@@ -374,7 +384,7 @@ class MarginAnomalyModel(BaseEstimator):
         signed_z = residual / self._scales_of(X)
         z = np.abs(signed_z)
         residual_score = bounded(z, self.residual_half_)
-        isolation = -self.iforest_.score_samples(self._shape_features(X, signed_z))
+        isolation = -self._stacked_forest().score_samples(self._shape_features(X, signed_z))
         iforest_z = robust_z(isolation, self.iforest_center_, self.iforest_scale_)
         iforest_score = bounded(iforest_z, self.iforest_half_)
         below, discount, stale = self._rule_scores(X)
