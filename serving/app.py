@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from erp_core.settings import Settings, get_settings
-from serving import errors, metrics
+from serving import errors, limits, metrics
 from serving.routes import exceptions, orders, reports, shipments, system
 from serving.runtime import Runtime, build_runtime
 
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     if runtime is not None:
         app.state.runtime = runtime
     errors.install(app)
+    limits.install(app)
     metrics.install(app)
     for module in (system, orders, exceptions, shipments, reports):
         app.include_router(module.router)

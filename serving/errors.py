@@ -41,6 +41,8 @@ STATUS_OF: dict[type[DomainError], int] = {
 """The most specific class wins; a DomainError not listed is a 400."""
 
 RETRY_AFTER_SECONDS = 2
+MAX_ECHO = 200
+"""At most this many characters of a caller's value are echoed back in an error."""
 
 
 class Unauthenticated(DomainError):
@@ -70,13 +72,24 @@ def status_of(error: DomainError) -> int:
     return 400
 
 
+def inert(text: Any, limit: int | None = None) -> str:
+    """``text`` as a string that is safe to put in a JSON answer: cut to ``limit`` characters,
+    and a lone surrogate (valid in a JSON escape, not in UTF-8) written as its escape."""
+    text = str(text)[:limit]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _echo(value: Any) -> str | None:
+    return None if value is None else inert(value, MAX_ECHO)
+
+
 def error_body(code: str, message: str, field: str | None = None, value: Any = None) -> dict:
     return {
         "error": {
             "code": code,
-            "message": message,
-            "field": field,
-            "value": None if value is None else str(value)[:200],
+            "message": inert(message),
+            "field": None if field is None else inert(field),
+            "value": _echo(value),
         }
     }
 
@@ -85,26 +98,55 @@ def _domain_error(_request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, DomainError)
     status = status_of(error)
     headers = {"WWW-Authenticate": "ApiKey"} if status == 401 else None
-    return JSONResponse({"error": error.as_dict()}, status_code=status, headers=headers)
+    body = error_body(error.code, error.message, error.field, error.value)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _validation_error(_request: Request, error: Exception) -> JSONResponse:
+def _field_of(problem: Any) -> str:
+    if problem.get("type") == "json_invalid":
+        return "body"  # its location is the body and the offset of the fault, not a field
+    location = [str(part) for part in problem.get("loc", ()) if part != "body"]
+    return ".".join(location) or "body"
+
+
+def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     problems = []
     for problem in error.errors():
-        location = [str(part) for part in problem.get("loc", ()) if part != "body"]
-        field = ".".join(location) or "body"
+        if problem.get("loc") == ("body",) and isinstance(problem.get("input"), bytes):
+            return _unsupported_media_type(request)
+        field = _field_of(problem)
         value = problem.get("input")
+        message = f"invalid {field}: {problem.get('msg', 'invalid')}"
+        if problem.get("type") == "json_invalid":
+            position = (problem.get("loc") or ("body", "?"))[-1]
+            message = f"the body is not valid JSON (at character {position})"
+            value = None
         problems.append(
-            {
-                "code": "invalid_value",
-                "message": f"invalid {field}: {problem.get('msg', 'invalid')}",
-                "field": field,
-                "value": None if value is None or isinstance(value, dict) else str(value)[:200],
-            }
+            error_body("invalid_value", message, field, None if isinstance(value, dict) else value)[
+                "error"
+            ]
         )
     first = problems[0] if problems else {"code": "invalid_value", "message": "invalid request"}
     return JSONResponse({"error": first, "errors": problems}, status_code=422)
+
+
+def _unsupported_media_type(request: Request) -> JSONResponse:
+    """A body FastAPI left unparsed: it came with another content type than JSON."""
+    content_type = request.headers.get("content-type")
+    return JSONResponse(
+        error_body(
+            "unsupported_media_type",
+            "the body must be JSON (Content-Type: application/json)",
+            "Content-Type",
+            content_type,
+        ),
+        status_code=415,
+    )
+
+
+BODY_NOT_PARSED = "There was an error parsing the body"
+"""FastAPI's detail for a body its JSON parser raised on (other than a JSONDecodeError)."""
 
 
 def _http_error(_request: Request, error: Exception) -> JSONResponse:
@@ -112,6 +154,17 @@ def _http_error(_request: Request, error: Exception) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
         error.status_code, "http_error"
     )
+    if error.status_code == 400 and error.detail == BODY_NOT_PARSED:
+        # json.loads gave up: nested too deeply, not UTF-8, or an integer of thousands of digits
+        return JSONResponse(
+            error_body(
+                "invalid_json",
+                "the body is not JSON that can be read (not UTF-8, nested too deeply, "
+                "or a number too long)",
+                "body",
+            ),
+            status_code=400,
+        )
     return JSONResponse(
         error_body(code, str(error.detail)),
         status_code=error.status_code,

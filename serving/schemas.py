@@ -6,17 +6,39 @@ field is a 422 naming it rather than silently ignored.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_TEXT = 64
+MAX_NOTE = 400
 MAX_QUANTITY = 1_000_000
 MAX_PRICE = Decimal("1000000000")
 
-Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+"""Control characters (NUL, newline, escape, ...): never part of a code or a reference, and a
+NUL cannot be stored in a PostgreSQL text column at all."""
+NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+"""The same, less tab and line breaks, which a free-text note may carry."""
+
+
+def _refuse(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(text: str) -> str:
+        found = pattern.search(text)
+        if found is not None:
+            raise ValueError(f"{what} may not contain the control character {found.group()!r}")
+        return text
+
+    return AfterValidator(check)
+
+
+Text = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT), _refuse(CONTROL, "a code or reference")
+]
+Note = Annotated[str, Field(max_length=MAX_NOTE), _refuse(NOTE_CONTROL, "a note")]
 
 
 class _In(BaseModel):
@@ -224,7 +246,7 @@ class ResolutionIn(_In):
     resolution: Resolution = Field(
         description="What was done, so retraining can measure alert precision."
     )
-    note: Annotated[str, Field(max_length=400)] | None = None
+    note: Note | None = None
 
 
 class ShipmentEventIn(_In):
