@@ -52,14 +52,13 @@ def score_late_risk(
         # A customer, product or location created since the index's last refresh.
         online.refresh()
         values = online.feature_values(draft)
-    frame = pd.DataFrame(values)
     if champion is None:
-        return _fallback(frame, values, contexts)
+        return _fallback(values, contexts)
     model = champion.estimator
-    matrix = model.encoder_.transform(frame)
+    matrix = model.encoder_.transform_columns(values)
     probabilities = model.probability(matrix, num_threads=1)
     names = model.encoder_.names
-    columns = {name: frame[name].to_numpy(dtype=object) for name in names}
+    columns = {name: np.asarray(values[name], dtype=object) for name in names}
     reasons = reasons_of_rows(
         model.contributions(matrix, num_threads=1), columns, names, REASON_LIMIT, contexts
     )
@@ -75,10 +74,10 @@ def score_late_risk(
     ]
 
 
-def _fallback(
-    frame: pd.DataFrame, values: dict[str, np.ndarray], contexts: list[dict[str, str]]
-) -> list[LateRisk]:
-    on_time = pd.to_numeric(frame[LANE_RATE_FEATURE], errors="coerce").to_numpy(dtype=float)
+def _fallback(values: dict[str, np.ndarray], contexts: list[dict[str, str]]) -> list[LateRisk]:
+    on_time = pd.to_numeric(pd.Series(values[LANE_RATE_FEATURE]), errors="coerce").to_numpy(
+        dtype=float
+    )
     risks = []
     for i, rate in enumerate(on_time):
         known = not np.isnan(rate)

@@ -108,7 +108,10 @@ def _log_ratio(numerator: Any, denominator: Any) -> np.ndarray:
 
 
 def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return pd.to_numeric(frame[name], errors="raise").astype("float64").to_numpy()
+    column = frame[name]
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
+        return column.to_numpy(dtype=np.float64)  # the same numbers, without pandas' detour
+    return pd.to_numeric(column, errors="raise").astype("float64").to_numpy()
 
 
 def check_columns(frame: pd.DataFrame) -> None:
