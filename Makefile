@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e '.[dev,postgres]'
 	touch $@
 
+# Simulate a world (or reuse var/erpx.db), train and promote the models (or reuse their
+# champions), print a key per role and two curl commands, and serve on 127.0.0.1:8000.
 run: $(STAMP)
-	$(BIN)/erpx init
-	$(BIN)/erpx info
+	$(BIN)/erpx demo
 
 # ruff (lint and format), the import-layer contracts, mypy on erp_core, then pytest without the
 # tests marked slow (a 120-day medium world, Dask worker processes), which keeps the suite within

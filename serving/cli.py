@@ -141,3 +141,60 @@ def serve(
         access_log=access_log,
         log_level="info",
     )
+
+
+@app.command("demo")
+@core.reports_user_errors
+def demo(
+    ctx: typer.Context,
+    profile: Annotated[
+        str, typer.Option(help="World to simulate into an empty database: small, medium, large.")
+    ] = "small",
+    days: Annotated[
+        int | None, typer.Option(help="Days to simulate (default: the profile's, at least 180).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the world and the models.")] = 7,
+    port: Annotated[int | None, typer.Option(help="Default: ERPX_API_PORT.")] = None,
+    serve_api: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the API at the end.")
+    ] = True,
+    respect_gate: Annotated[
+        bool,
+        typer.Option(
+            "--respect-gate",
+            help="Leave a model its gate refuses on the fallback (default: "
+            "promote it anyway and say so).",
+        ),
+    ] = False,
+) -> None:
+    """Initialise, simulate a world (or reuse the database's), train and promote the three
+    models (or reuse their champions), create a key per role and serve on ERPX_API_HOST."""
+    from serving import demo as steps
+
+    settings = core.settings_of(ctx)
+    host, port = settings.api_host, port or settings.api_port
+    with core.steps_shown("demo") as step:
+        result = steps.run_demo(
+            settings,
+            profile=profile,
+            days=days,
+            seed=seed,
+            host=host,
+            port=port,
+            respect_gate=respect_gate,
+            step=step,
+        )
+    where = core.database_location(settings.database_url)
+    rows = steps.summary_rows(result, where, settings.mlflow_tracking_uri)
+    core.console.print(core.key_value_table("erpx demo", rows))
+    for outcome in result.models:
+        if outcome.status == "forced":
+            core.console.print(f"{outcome.name}: {steps.WITHOUT_GATE}", style="bold yellow")
+    core.console.print("API keys (shown once: only their hashes are stored):", style="bold")
+    for key in result.keys:
+        core.console.print(f"  {key.role:<17} {key.name:<26} {key.secret}", markup=False)
+    core.console.print("Score an order, then save the replenishment report and open it:")
+    for command in result.commands:
+        core.console.print(command, markup=False, soft_wrap=True)
+    if serve_api:
+        steps.serve_for_demo(result, host, port)
