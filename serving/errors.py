@@ -105,8 +105,13 @@ def _domain_error(_request: Request, error: Exception) -> JSONResponse:
 def _field_of(problem: Any) -> str:
     if problem.get("type") == "json_invalid":
         return "body"  # its location is the body and the offset of the fault, not a field
-    location = [str(part) for part in problem.get("loc", ()) if part != "body"]
-    return ".".join(location) or "body"
+    field = ""
+    for part in problem.get("loc", ()):
+        if part == "body":
+            continue
+        # lines[0].sku, as the domain errors name a line's field
+        field += f"[{part}]" if isinstance(part, int) else f".{part}" if field else str(part)
+    return field or "body"
 
 
 def _validation_error(request: Request, error: Exception) -> JSONResponse:

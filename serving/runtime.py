@@ -49,6 +49,10 @@ class Runtime:
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.session_factory, self.policy)
 
+    def reader(self) -> UnitOfWork:
+        """A unit of work that only reads (on SQLite it does not wait for the write lock)."""
+        return UnitOfWork(self.session_factory, self.policy, read_only=True)
+
     def now(self) -> datetime:
         """The API's clock: the real time, or ``ERPX_FROZEN_NOW`` over a simulated world."""
         return self.settings.frozen_now or datetime.now(UTC)

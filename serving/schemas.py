@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 MAX_TEXT = 64
+MAX_CHANNEL = 32
+"""A channel is stored in 32 characters (sales_orders.channel)."""
 MAX_NOTE = 400
 MAX_QUANTITY = 1_000_000
 MAX_PRICE = Decimal("1000000000")
@@ -37,6 +39,9 @@ def _refuse(pattern: re.Pattern[str], what: str) -> AfterValidator:
 
 Text = Annotated[
     str, Field(min_length=1, max_length=MAX_TEXT), _refuse(CONTROL, "a code or reference")
+]
+Channel = Annotated[
+    str, Field(min_length=1, max_length=MAX_CHANNEL), _refuse(CONTROL, "a code or reference")
 ]
 Note = Annotated[str, Field(max_length=MAX_NOTE), _refuse(NOTE_CONTROL, "a note")]
 
@@ -68,7 +73,7 @@ class DraftOrderIn(_In):
     requested_date: date | None = Field(
         default=None, description="The delivery date the customer asked for (YYYY-MM-DD)."
     )
-    channel: Text | None = Field(default=None, examples=["edi"])
+    channel: Channel | None = Field(default=None, examples=["edi"])
     ship_to_region: Text | None = None
     allow_split: bool = True
 

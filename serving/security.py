@@ -48,7 +48,7 @@ class KeyCache:
         now = time.monotonic()
         if cached is not None and now - cached.checked_at < self.ttl:
             return cached.actor
-        actor = authenticate(runtime.uow(), secret)
+        actor = authenticate(runtime.reader(), secret)
         if len(self._entries) >= self.max_entries:
             self._entries.clear()
         self._entries[digest] = _Cached(actor, now)

@@ -27,6 +27,10 @@ def normalise_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+READ_ONLY_OPTION = "erpx_read_only"
+"""Connection execution option of a unit of work that only reads (``UnitOfWork(read_only=...)``)."""
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     parsed = make_url(url)
@@ -62,7 +66,10 @@ def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writer takes the write lock at BEGIN, so it never fails half-way on a lock upgrade;
+        # a unit of work that only reads begins deferred and reads beside the writer (WAL).
+        read_only = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -31,7 +31,7 @@ from sqlalchemy import Engine, Table, func, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.attributes import instance_state
 
-from erp_core.db.engine import make_engine, make_session_factory
+from erp_core.db.engine import READ_ONLY_OPTION, make_engine, make_session_factory
 from erp_core.db.models import (
     AuditEntry,
     Base,
@@ -91,9 +91,14 @@ class UnitOfWork:
 
     session: Session
 
-    def __init__(self, session_factory: sessionmaker[Session], policy: Policy) -> None:
+    def __init__(
+        self, session_factory: sessionmaker[Session], policy: Policy, *, read_only: bool = False
+    ) -> None:
         self.session_factory = session_factory
         self.policy = policy
+        self.read_only = read_only
+        """Only reads: on SQLite the transaction begins DEFERRED (a reader beside the writer,
+        in WAL mode) instead of taking the write lock at BEGIN."""
         self._levels: list[_Level] = []
         self._appended: list[tuple[Table, dict[str, Any]]] = []
         self._kept: dict[tuple[type[Any], Any], Any] = {}
@@ -118,6 +123,8 @@ class UnitOfWork:
         # import) joins the outer transaction in a SAVEPOINT, so a refused act undoes only itself.
         if not self._levels:
             self.session = self.session_factory()
+            if self.read_only:
+                self.session.connection(execution_options={READ_ONLY_OPTION: True})
             self._levels.append(_Level(savepoint=None))
         else:
             self.write_appended()

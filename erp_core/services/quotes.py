@@ -15,9 +15,10 @@ the order's SKUs at all the locations that serve the region in one query, the ba
 scheduled receipts in one query each (only once a line, or an option at another location, cannot
 be filled from the shelf), and so on. A quote takes no row lock (no ``SELECT ... FOR UPDATE``, no
 balance row created) and never commits; inside a caller's unit of work it runs in a savepoint that
-is rolled back. (On SQLite every unit of work begins ``IMMEDIATE``, so a quote still waits for, and
-holds off, writers for its few milliseconds.) It is an answer for now: the next capture may take
-the stock.
+is rolled back. Given a read-only unit of work (``UnitOfWork(read_only=True)``, as serving does) a
+quote on SQLite begins deferred and reads beside a writer; a plain one begins ``IMMEDIATE`` and
+waits for, and holds off, writers for its few milliseconds. It is an answer for now: the next
+capture may take the stock.
 """
 
 from __future__ import annotations

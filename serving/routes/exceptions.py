@@ -52,7 +52,7 @@ def list_exceptions(
         query = query.where(ExceptionCase.opened_at <= now - timedelta(hours=min_age_hours))
     if max_age_hours is not None:
         query = query.where(ExceptionCase.opened_at >= now - timedelta(hours=max_age_hours))
-    with runtime.uow() as uow:
+    with runtime.reader() as uow:
         rows = uow.session.execute(query).all()
     weights = tier_weights(runtime.policy)
     ranked = sorted(

@@ -71,7 +71,7 @@ def _score(runtime: Runtime, view: OrderView, metrics: Metrics) -> ScoredOrder:
 
 def _quote(runtime: Runtime, body: DraftOrderIn, actor: Actor) -> OrderQuote:
     return quote_order(
-        runtime.uow(),
+        runtime.reader(),
         customer_id=body.customer_id,
         lines=_requests(body),
         now=runtime.now(),
@@ -140,7 +140,7 @@ async def capture(
         idempotency_key=idempotency_key,
         external_ref=body.external_ref,
     )
-    with runtime.uow() as uow:
+    with runtime.reader() as uow:
         view = view_of_order(uow.session, captured.order_id, quote=quote)
     scored = _score(runtime, view, metrics)
     recorded = record_scores(
@@ -193,7 +193,7 @@ async def _shadow(runtime: Runtime, view: OrderView, actor: Actor, now: Any) -> 
 def _exception_ids(runtime: Runtime, captured: CapturedOrder) -> list[int]:
     """Every case the order opened: capture's own (shortage, credit hold, discount approval)
     and the scores' (late risk, margin anomaly), as the database holds them (a replay too)."""
-    with runtime.uow() as uow:
+    with runtime.reader() as uow:
         return list(
             uow.session.scalars(
                 select(ExceptionCase.id)
@@ -291,7 +291,7 @@ def get_order(
     runtime: RuntimeDep,
     _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
 ) -> OrderOut:
-    with runtime.uow() as uow:
+    with runtime.reader() as uow:
         order = uow.session.get(SalesOrder, order_id)
         if order is None:
             raise NotFound("order", "order_id", order_id)
@@ -345,7 +345,7 @@ async def rescore(
     """The open lines as they stand now (their current promise, location and state), with the
     features as of now; lines shipped, delivered or cancelled have nothing left to predict."""
     now = runtime.now()
-    with runtime.uow() as uow:
+    with runtime.reader() as uow:
         view = view_of_order(uow.session, order_id, as_of=now, open_only=True)
     scored = _score(runtime, view, metrics)
     return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
@@ -364,4 +364,4 @@ def trail(
     """Per line: every score (model and version or fallback, reasons, the feature values used),
     the cases it opened and how they were worked, approvals linked to them, and whether the line
     arrived by its first promised date once delivered."""
-    return decision_trail(runtime.uow(), order_id, with_features=features)
+    return decision_trail(runtime.reader(), order_id, with_features=features)

@@ -52,7 +52,7 @@ def kpis(
 ) -> dict[str, Any]:
     """Each KPI with its value, unit, numerator and denominator (a KPI over zero events is
     null), defined once in ``erp_core.kpis``; a plain date means its UTC midnight."""
-    report = compute_kpis(runtime.uow(), _moment("from", from_), _moment("to", to), group_by=by)
+    report = compute_kpis(runtime.reader(), _moment("from", from_), _moment("to", to), group_by=by)
     return report.as_dict() | {"definitions": dict(DEFINITIONS)}
 
 

@@ -62,3 +62,31 @@ def test_batch_left_without_commit_undoes_the_acts_inside_it(world):
     with world:
         capture_order(world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 1)], now=T0)
     assert orders(world) == 0
+
+
+def test_a_read_only_unit_of_work_reads_beside_a_sqlite_writer(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite takes the write lock at BEGIN IMMEDIATE; a reader that began deferred reads the
+    last committed state while a writer holds it, instead of waiting for the lock."""
+    import time
+
+    from sqlalchemy import func, select, text
+
+    from erp_core.db.engine import make_engine, make_session_factory
+    from erp_core.db.models import Base, Carrier
+    from erp_core.db.uow import UnitOfWork
+    from erp_core.policy import load_policy
+
+    url = f"sqlite:///{tmp_path / 'ro.db'}"
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    with engine.connect() as writer:
+        writer.begin()
+        writer.execute(text("INSERT INTO carriers (id, name) VALUES ('X', 'x')"))
+        reader = UnitOfWork(make_session_factory(make_engine(url)), load_policy(), read_only=True)
+        started = time.perf_counter()
+        with reader:
+            seen = reader.session.scalar(select(func.count()).select_from(Carrier))
+        waited = time.perf_counter() - started
+        writer.rollback()
+    assert seen == 0  # the writer's row is not committed
+    assert waited < 5  # a locked write transaction would have kept it waiting 30 s
