@@ -259,10 +259,19 @@ def compute_kpis(
     return _report(source, start, end, group_by)
 
 
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2199
+"""A period within these years: enough for any history, and far from the calendar's edges, where
+a day before the start or a change of zone would fall off ``datetime``'s range."""
+
+
 def _check_period(start: datetime, end: datetime) -> None:
     for name, moment in (("start", start), ("end", end)):
         if moment.tzinfo is None:
             raise InvalidValue(name, moment, "must be timezone-aware")
+        if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+            raise InvalidValue(
+                name, moment.isoformat(), f"must fall in the years {EARLIEST_YEAR}-{LATEST_YEAR}"
+            )
     if start >= end:
         raise InvalidValue("start", start.isoformat(), f"must be before end ({end.isoformat()})")
 

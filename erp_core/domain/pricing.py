@@ -9,6 +9,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from erp_core.domain.errors import InvalidValue
 
 CENT = Decimal("0.01")
+MAX_PRICE_TO_TIER = 1000
+"""A typed unit price more than this many times the tier price is refused as a typing error: no
+negotiated price is a thousand price-list prices, and its "discount" (-99,900 %) is the most the
+order line's discount column holds. A price typed ten times too high is kept, and flagged by the
+margin model."""
 
 
 @dataclass(frozen=True)
@@ -48,14 +53,21 @@ def decide_price(
     quantity: int,
     requested_unit_price: Decimal | None,
     approval_threshold_pct: Decimal,
+    field: str = "unit_price",
 ) -> PriceDecision:
     """Price one line; a requested price below tier price by more than the threshold needs an
-    approval before the line may ship."""
+    approval before the line may ship. ``field`` names the price in an error."""
     tier_price = tier_unit_price(list_price, breaks, quantity)
     if requested_unit_price is None:
         return PriceDecision(list_price, tier_price, tier_price, Decimal(0), False, "price_list")
     if requested_unit_price <= 0:
-        raise InvalidValue("unit_price", requested_unit_price, "must be > 0")
+        raise InvalidValue(field, requested_unit_price, "must be > 0")
+    if requested_unit_price > tier_price * MAX_PRICE_TO_TIER:
+        raise InvalidValue(
+            field,
+            requested_unit_price,
+            f"more than {MAX_PRICE_TO_TIER}x the price-list price {tier_price}",
+        )
     unit_price = requested_unit_price.quantize(CENT, rounding=ROUND_HALF_UP)
     exact_discount = (tier_price - unit_price) / tier_price * 100
     return PriceDecision(

@@ -254,8 +254,14 @@ def _capture(
 def _parse_line(
     uow: UnitOfWork, index: int, request: LineRequest
 ) -> tuple[Product, int, Decimal | None]:
+    return check_line_request(uow.get(Product, request.sku), index, request)
+
+
+def check_line_request(
+    product: Product | None, index: int, request: LineRequest
+) -> tuple[Product, int, Decimal | None]:
+    """Capture's checks of one requested line, in their order (a quote runs the same)."""
     prefix = f"lines[{index}]"
-    product = uow.get(Product, request.sku)
     if product is None or not product.active:
         raise NotFound("product", f"{prefix}.sku", request.sku)
     quantity = parse_quantity(f"{prefix}.quantity", request.quantity)
@@ -318,6 +324,7 @@ def _priced_line(
         quantity=quantity,
         requested_unit_price=requested_price,
         approval_threshold_pct=uow.policy.discount_approval_pct,
+        field=f"lines[{line_no - 1}].unit_price",
     )
     needs_approval = decision.needs_approval and not uow.policy.allows(
         actor.role, "approve_discount"

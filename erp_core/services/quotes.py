@@ -48,14 +48,15 @@ from erp_core.db.uow import UnitOfWork
 from erp_core.domain.atp import Allocation, ScheduledReceipt, StockPosition, plan_allocation
 from erp_core.domain.credit import exceeds_credit_limit
 from erp_core.domain.errors import InvalidValue, NotFound
-from erp_core.domain.pricing import PriceBreak, PriceDecision, decide_price, parse_money
+from erp_core.domain.pricing import PriceBreak, PriceDecision, decide_price
 from erp_core.domain.promise import Promise, promise_for, promised_delivery_date
 from erp_core.domain.states import LineState, PurchaseOrderStatus, TransferStatus
 from erp_core.policy import Actor
-from erp_core.services.common import parse_date, parse_quantity, require_aware
+from erp_core.services.common import parse_date, require_aware
 from erp_core.services.orders import (
     DEFAULT_REPLENISH_DAYS,
     LineRequest,
+    check_line_request,
     open_exposure,
     standard_lanes,
     tier_price_breaks_by_sku,
@@ -264,18 +265,7 @@ def _priced_drafts(
 def _parse_line(
     products: dict[str, tuple[Product, int | None]], index: int, request: LineRequest
 ) -> tuple[Product, int, Decimal | None]:
-    """Capture's checks of one requested line, in its order (see ``orders._parse_line``)."""
-    prefix = f"lines[{index}]"
-    product = products.get(request.sku, (None, None))[0]
-    if product is None or not product.active:
-        raise NotFound("product", f"{prefix}.sku", request.sku)
-    quantity = parse_quantity(f"{prefix}.quantity", request.quantity)
-    price = None
-    if request.unit_price is not None:
-        price = parse_money(f"{prefix}.unit_price", request.unit_price)
-        if price <= 0:
-            raise InvalidValue(f"{prefix}.unit_price", request.unit_price, "must be > 0")
-    return product, quantity, price
+    return check_line_request(products.get(request.sku, (None, None))[0], index, request)
 
 
 def _price(
@@ -294,6 +284,7 @@ def _price(
         quantity=quantity,
         requested_unit_price=requested_price,
         approval_threshold_pct=uow.policy.discount_approval_pct,
+        field=f"lines[{line_no - 1}].unit_price",
     )
     pending = decision.needs_approval and not may_approve
     return _Draft(line_no, product, quantity, decision, pending, supplier_lead_days)

@@ -17,6 +17,7 @@ from erp_core.services.exceptions import (
     acknowledge_exception,
     resolve_exception,
 )
+from serving.routes import EntityId
 from serving.schemas import ExceptionOut, ExceptionsOut, ResolutionIn
 from serving.security import ANY_ROLE, RuntimeDep, admits
 
@@ -24,6 +25,8 @@ router = APIRouter(prefix="/v1/exceptions", tags=["exceptions"])
 
 OPEN_STATUSES = (ExceptionStatus.OPEN, ExceptionStatus.ACKNOWLEDGED)
 MAX_PAGE = 1000
+MAX_AGE_HOURS = 24 * 366 * 100
+"""A century: older than any case, and within what a time span can hold."""
 
 
 @router.get("", response_model=ExceptionsOut, summary="The exception queue, by priority")
@@ -35,8 +38,8 @@ def list_exceptions(
     status: Annotated[
         str, Query(description="open, acknowledged, resolved, or unresolved (both open kinds).")
     ] = "unresolved",
-    min_age_hours: Annotated[float | None, Query(ge=0)] = None,
-    max_age_hours: Annotated[float | None, Query(ge=0)] = None,
+    min_age_hours: Annotated[float | None, Query(ge=0, le=MAX_AGE_HOURS)] = None,
+    max_age_hours: Annotated[float | None, Query(ge=0, le=MAX_AGE_HOURS)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> ExceptionsOut:
     """Sorted by priority = risk x value x customer tier weight (highest first): ``risk`` is the
@@ -128,7 +131,7 @@ def _out(case: ExceptionCase, rank: float, now: datetime) -> ExceptionOut:
     "/{exception_id}/acknowledge", response_model=ExceptionOut, summary="Take a case in hand"
 )
 def acknowledge(
-    exception_id: int,
+    exception_id: EntityId,
     runtime: RuntimeDep,
     actor: Annotated[Actor, Depends(admits("work_exceptions"))],
 ) -> ExceptionOut:
@@ -140,7 +143,7 @@ def acknowledge(
 
 @router.post("/{exception_id}/resolve", response_model=ExceptionOut, summary="Close a case")
 def resolve(
-    exception_id: int,
+    exception_id: EntityId,
     body: ResolutionIn,
     runtime: RuntimeDep,
     actor: Annotated[Actor, Depends(admits("work_exceptions"))],

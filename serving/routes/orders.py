@@ -23,6 +23,7 @@ from erp_core.services.trail import decision_trail
 from serving.lines import OrderView
 from serving.metrics import Metrics, MetricsDep
 from serving.models import ModelSet
+from serving.routes import EntityId
 from serving.runtime import Runtime
 from serving.schemas import (
     ActionOut,
@@ -287,7 +288,7 @@ def _line_out(scored_line: ScoredLine, policy: Policy) -> ScoredLineOut:
 
 @router.get("/{order_id}", response_model=OrderOut, summary="An order with its lines and promises")
 def get_order(
-    order_id: int,
+    order_id: EntityId,
     runtime: RuntimeDep,
     _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
 ) -> OrderOut:
@@ -337,7 +338,7 @@ def _order_line(line: OrderLine, first: Any, current: Any) -> OrderLineOut:
     summary="Rescore an order's open lines against the current state",
 )
 async def rescore(
-    order_id: int,
+    order_id: EntityId,
     runtime: RuntimeDep,
     metrics: MetricsDep,
     _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
@@ -356,7 +357,7 @@ async def rescore(
     summary="The decision trail: scores, exceptions, resolutions, approvals, outcome",
 )
 def trail(
-    order_id: int,
+    order_id: EntityId,
     runtime: RuntimeDep,
     _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
     features: bool = True,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header
 
 from erp_core.policy import Actor
 from erp_core.services.fulfilment import record_shipment_event
+from serving.routes import EntityId
 from serving.schemas import ShipmentEventIn, ShipmentEventOut
 from serving.security import RuntimeDep, admits
 
@@ -20,7 +21,7 @@ router = APIRouter(prefix="/v1/shipments", tags=["shipments"])
     summary="Record a milestone (packed, shipped, delivered, eta_updated)",
 )
 def post_event(
-    shipment_id: int,
+    shipment_id: EntityId,
     body: ShipmentEventIn,
     runtime: RuntimeDep,
     actor: Annotated[Actor, Depends(admits("record_shipment_event"))],

@@ -501,3 +501,18 @@ def test_erpx_kpis_prints_a_table_or_the_report_as_json(cli_database: Path) -> N
     assert data["start"] == "2026-01-01T00:00:00+00:00"
     assert {kpi["name"] for kpi in data["kpis"]} == set(DEFINITIONS)
     assert all(kpi["value"] is None for kpi in data["kpis"])  # an empty database
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        (datetime(1, 1, 1, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC), "start"),
+        (datetime(2026, 3, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC), "end"),
+    ],
+)
+def test_a_period_at_the_calendars_edge_is_refused_naming_the_bound(
+    world: UnitOfWork, start: datetime, end: datetime, field: str
+) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        compute_kpis(world, start, end)
+    assert refused.value.field == field

@@ -208,3 +208,27 @@ def test_parse_money_names_the_field_and_value(raw: object, reason: str) -> None
 def test_parse_money_error_example_from_the_brief() -> None:
     with pytest.raises(InvalidValue, match=r"invalid unit_price='abc': not a number"):
         parse_money("unit_price", "abc")
+
+
+def test_a_price_over_a_thousand_tier_prices_is_refused_as_a_typing_error() -> None:
+    from erp_core.domain.pricing import MAX_PRICE_TO_TIER
+
+    breaks = [PriceBreak(1, Decimal("10.00"))]
+    kept = decide_price(
+        list_price=Decimal("12.00"),
+        breaks=breaks,
+        quantity=1,
+        requested_unit_price=Decimal("10.00") * MAX_PRICE_TO_TIER,
+        approval_threshold_pct=Decimal(10),
+    )
+    assert kept.discount_pct == Decimal("-99900.00")
+    with pytest.raises(InvalidValue) as refused:
+        decide_price(
+            list_price=Decimal("12.00"),
+            breaks=breaks,
+            quantity=1,
+            requested_unit_price=Decimal("10000.01"),
+            approval_threshold_pct=Decimal(10),
+            field="lines[2].unit_price",
+        )
+    assert refused.value.field == "lines[2].unit_price"
