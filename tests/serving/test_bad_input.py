@@ -1,7 +1,7 @@
 """Bad input, one case at a time: each is a 4xx with the JSON error body naming the field at
 fault, never a 5xx, and nothing is written; text the API stores comes back exactly as it went
-in. The known bugs whose fix lies outside serving/errors.py, schemas.py and limits.py are
-strict xfails at the end, so they stay visible (test_schemathesis.py steers clear of them)."""
+in. At the end, the cases that were 500s once: ids past the database's integer, ages past a
+time span, KPI periods at the calendar's edge, a price a thousand times the list."""
 
 from __future__ import annotations
 
@@ -405,12 +405,6 @@ ID_BODIES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (serving/routes): a path id past the database integer goes to the query: "
-    "SQLite OverflowError 'Python int too large to convert to SQLite INTEGER', PostgreSQL "
-    "DataError 'integer out of range' -> 500; fix: Path(ge=1, le=2**31 - 1) on every id",
-)
 @pytest.mark.parametrize(("method", "route"), ID_ROUTES)
 def test_an_id_past_the_database_integer_range_is_a_4xx_naming_it(
     api: Api, client: TestClient, method: str, route: str
@@ -425,23 +419,10 @@ def test_an_id_past_the_database_integer_range_is_a_4xx_naming_it(
 def test_an_order_id_past_postgresqls_int4_is_a_4xx(
     api: Api, client: TestClient, request: pytest.FixtureRequest, order_id: int
 ) -> None:
-    if api.uow.engine.dialect.name == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="BUG (serving/routes): PostgreSQL 'integer out of range' -> 500 for an "
-                "id in int64 but past int4; fix: Path(le=2**31 - 1)",
-            )
-        )
     response = client.get(f"/v1/orders/{order_id}", headers=api.as_role("admin"))
     assert 400 <= response.status_code < 500, response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (serving/routes/exceptions.py list_exceptions): timedelta(hours=1e20) or "
-    "inf raises OverflowError -> 500; fix: Query(ge=0, le=<a bound>) on the ages",
-)
 @pytest.mark.parametrize("age", ["1e20", "inf"])
 @pytest.mark.parametrize("name", ["min_age_hours", "max_age_hours"])
 def test_an_exception_age_past_timedelta_is_refused_naming_it(
@@ -452,12 +433,6 @@ def test_an_exception_age_past_timedelta_is_refused_naming_it(
     assert name in response.json()["error"]["field"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (erp_core/kpis.py): a period at the calendar's edge overflows: "
-    "_candidate_orders 'period.start.date() - timedelta(days=1)' for 0001-01-01 and "
-    "_Period 'end.astimezone(UTC)' for 9999-12-31T23:59:59-14:00 raise OverflowError -> 500",
-)
 @pytest.mark.parametrize(
     ("start", "end"),
     [("0001-01-01", "2026-03-04"), ("2026-03-01", "9999-12-31T23:59:59-14:00")],
@@ -474,15 +449,6 @@ def test_a_kpi_period_at_the_calendar_edge_is_answered_or_refused_naming_it(
 def test_a_price_a_thousand_times_the_list_price_is_captured_or_refused_naming_it(
     api: Api, client: TestClient, request: pytest.FixtureRequest
 ) -> None:
-    if api.uow.engine.dialect.name == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="BUG (erp_core/services/orders.py): discount_pct of a typed price far "
-                "over the list price (-199900.00 for 20000 against 10) overflows "
-                "Numeric(7, 2): PostgreSQL NumericValueOutOfRange -> 500",
-            )
-        )
     response = _post(api, client, "/v1/orders", _line(unit_price="20000"))
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
