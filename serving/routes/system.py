@@ -89,9 +89,7 @@ def access(
 def endpoint_roles(routes: list[Any], runtime: Any) -> dict[str, list[str]]:
     """``"METHOD /path"`` -> the roles admitted, for every route guarded by :func:`admits`."""
     table: dict[str, list[str]] = {}
-    for route in routes:
-        if not isinstance(route, APIRoute):
-            continue
+    for route in api_routes(routes):
         for dependency in route.dependant.dependencies:
             permission = getattr(dependency.call, "permission", None)
             if permission is None:
@@ -99,3 +97,16 @@ def endpoint_roles(routes: list[Any], runtime: Any) -> dict[str, list[str]]:
             for method in sorted(route.methods):
                 table[f"{method} {route.path}"] = sorted(admitted_roles(runtime, permission))
     return table
+
+
+def api_routes(routes: list[Any]) -> list[APIRoute]:
+    """Every API route, also inside included routers (FastAPI 0.16x lists an included router
+    as one entry holding its ``original_router``; our routers carry their full prefix)."""
+    found: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            found.extend(api_routes(list(inner.routes)))
+    return found

@@ -101,13 +101,6 @@ def access(api: Api) -> dict[str, list[str]]:
     return endpoint_roles(_flat_routes(api.client.app), api.runtime)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (serving/routes/system.py endpoint_roles): it walks request.app.routes for "
-    "APIRoute, but FastAPI 0.165 lists each included router there as one _IncludedRouter, so "
-    "GET /v1/access answers {}; fix: walk fastapi.routing.iter_route_contexts(app.routes) "
-    "and read each context's original_route",
-)
 def test_get_access_lists_the_roles_of_every_guarded_route(
     api: Api, access: dict[str, list[str]]
 ) -> None:
