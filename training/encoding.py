@@ -100,8 +100,10 @@ class FrameEncoder:
         return pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
 
     def _category(self, values: pd.Series, name: str) -> np.ndarray:
-        if values.dtype == object and len(values) <= SMALL_FRAME:
-            codes = self._codes_of_text(values.to_numpy(), name)
+        if len(values) <= SMALL_FRAME and (
+            values.dtype == object or isinstance(values.dtype, pd.StringDtype)
+        ):
+            codes = self._codes_of_text(values.to_numpy(dtype=object, na_value=None), name)
             if codes is not None:
                 return codes
         return self._codes(values, pd.Index(self.levels_[name]))

@@ -79,9 +79,8 @@ class StackedForest:
             )
             node = np.where(inner, np.where(goes_left, left, self.right[tree_index, node]), node)
         reached = self.leaf_depth[tree_index, node]
-        depths = np.zeros(n)
-        for t in range(trees):  # tree by tree, as scikit-learn adds them
-            depths += reached[:, t]
+        # accumulate adds strictly left to right, tree by tree, as scikit-learn's loop does.
+        depths = np.add.accumulate(reached, axis=1)[:, -1] if trees else np.zeros(n)
         if self.denominator == 0:
             return -np.ones(n)
         return -(2.0 ** (-depths / self.denominator))

@@ -90,3 +90,10 @@ def test_arrays_missing_a_feature_are_refused_by_name() -> None:
     encoder = FrameEncoder(SPECS).fit(_mixed(20, 0))
     with pytest.raises(InvalidValue, match="units"):
         encoder.transform_columns({"tier": np.array(["gold"]), "expedite": np.array([True])})
+
+
+def test_text_in_pandas_string_columns_is_coded_as_in_object_columns() -> None:
+    encoder = FrameEncoder(SPECS).fit(_mixed(200, 0))
+    rows = _mixed(10, 7)
+    as_text = rows.astype({"tier": "string"})
+    np.testing.assert_array_equal(encoder.transform(as_text), encoder.transform(rows))
