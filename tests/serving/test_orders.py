@@ -221,3 +221,38 @@ def test_the_trail_links_scores_cases_resolutions_and_the_outcome(api: Api) -> N
         "delivered_on": None,
         "on_time": None,
     }
+
+
+def test_a_retry_after_a_crash_between_capture_and_scoring_scores_once(api: Api) -> None:
+    """The first attempt committed the order and died before its scores were kept: the retry
+    with the same key replays the capture, keeps the scores and opens the cases once."""
+    from erp_core.services.orders import LineRequest, capture_order
+    from tests.conftest import SALES
+    from tests.serving.conftest import NOW
+
+    captured = capture_order(
+        api.uow,
+        SALES,
+        customer_id="C-GOLD",
+        lines=[LineRequest("GADGET", 25, None)],
+        now=NOW,
+        allow_split=False,
+        idempotency_key="crash-1",
+    )
+    payload = {
+        "customer_id": "C-GOLD",
+        "lines": [{"sku": "GADGET", "quantity": 25}],
+        "allow_split": False,
+    }
+    headers = api.as_role("sales_rep") | {"Idempotency-Key": "crash-1"}
+    first = api.client.post("/v1/orders", json=payload, headers=headers)
+    second = api.client.post("/v1/orders", json=payload, headers=headers)
+    assert first.status_code == second.status_code == 201, first.text
+    assert first.json()["order_id"] == second.json()["order_id"] == captured.order_id
+    assert first.json()["replayed"] is True
+    with api.uow as uow:
+        scores = uow.session.scalars(
+            select(RiskScore).where(RiskScore.order_id == captured.order_id)
+        ).all()
+    assert sorted(s.kind for s in scores) == ["late_shipment", "margin_anomaly"]
+    assert first.json()["exception_ids"] == second.json()["exception_ids"]
