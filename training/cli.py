@@ -182,13 +182,15 @@ def retrain(
     """Rebuild frames, measure drift against the champions, train challengers and promote only
     what beats its champion on the newest data. Exit code 0 also when nothing is promoted."""
     from training.frames import SplitPlan
-    from training.retrain import plan_retraining, summary_rows
+    from training.retrain import alert_feedback, plan_retraining, summary_rows
     from training.retrain import retrain as run_retraining
 
     settings = settings_of(ctx)
     plan = SplitPlan(
         validation_days=validation_days, calibration_days=calibration_days, test_days=test_days
     )
+    for feedback in alert_feedback(settings):
+        console.print(f"feedback: {feedback.describe()}")
     planned = plan_retraining(settings, model, all_models, plan)
     if not planned:
         console.print(

@@ -81,6 +81,64 @@ def retrain(
     ]
 
 
+FEEDBACK_DAYS = 28
+MODEL_EXCEPTIONS = {"late_risk": ls.REGISTERED_NAME, "margin_anomaly": MARGIN_ANOMALY}
+"""The exception types a model's score opens, and the model that opened them."""
+
+
+@dataclass(frozen=True)
+class AlertFeedback:
+    """What the people working the queue said of a model's alerts: of the cases it opened and
+    they resolved in the period, the share that was not a false alarm (KPIS.md's alert
+    precision, from ``erp_core.kpis``)."""
+
+    model: str
+    precision: float | None
+    resolved: int
+    period: str
+
+    def describe(self) -> str:
+        if self.precision is None:
+            return f"{self.model}: no alert resolved in {self.period}"
+        return (
+            f"{self.model}: alert precision {self.precision:.0%} over {self.resolved} resolved "
+            f"alerts in {self.period}"
+        )
+
+
+def alert_feedback(settings: Settings, days: int = FEEDBACK_DAYS) -> list[AlertFeedback]:
+    """Alert precision per model over the last ``days`` before the newest resolution (a
+    simulated or imported history ends in the past; a live one ends about now)."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from erp_core.db.engine import make_engine, make_session_factory
+    from erp_core.db.models import ExceptionCase
+    from erp_core.kpis import compute_kpis
+
+    engine = make_engine(settings.database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            newest = session.scalar(select(func.max(ExceptionCase.resolved_at)))
+            if newest is None:
+                return []
+            end = newest + timedelta(microseconds=1)
+            start = end - timedelta(days=days)
+            report = compute_kpis(session, start, end, group_by="exception_type")
+    finally:
+        engine.dispose()
+    period = f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
+    found = []
+    for exception_type, model in MODEL_EXCEPTIONS.items():
+        if exception_type not in report.groups:
+            found.append(AlertFeedback(model, None, 0, period))
+            continue
+        kpi = report.kpi("alert_precision", exception_type)
+        found.append(AlertFeedback(model, kpi.value, int(kpi.denominator or 0), period))
+    return found
+
+
 def summary_rows(result: TrainResult | MarginTrainResult) -> list[tuple[str, str]]:
     """What changed, what was promoted and why, in a few lines."""
     gate = result.gate

@@ -58,3 +58,33 @@ def test_an_unknown_model_is_refused_by_name_with_exit_code_2():
     result = runner.invoke(app, ["retrain", "--model", "crystal_ball", *SMALL_SPLIT], env=WIDE)
     assert result.exit_code == 2, result.output
     assert "crystal_ball" in result.output
+
+
+def test_the_feedback_is_the_alert_precision_of_each_models_resolved_cases(
+    world,
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two late-risk alerts resolved, one a false alarm: precision 50% over 2; a shortage a rule
+    opened (no score) does not count; the margin model resolved nothing."""
+    from datetime import timedelta
+
+    from erp_core.services.exceptions import open_exception, resolve_exception
+    from erp_core.settings import Settings
+    from tests.conftest import ADMIN, LOGISTICS, PLANNER, T0
+    from training.retrain import alert_feedback
+
+    opened = []
+    with world:
+        for exception_type, score in (("late_risk", 0.6), ("late_risk", 0.7), ("shortage", None)):
+            case = open_exception(world, ADMIN, T0, exception_type, score=score)
+            opened.append((case.id, case.owner_role))
+        world.commit()
+    resolutions = ("false_alarm", "expedited", "re_sourced")
+    for (case_id, owner), resolution in zip(opened, resolutions, strict=True):
+        actor = LOGISTICS if owner == "logistics" else PLANNER if owner == "planner" else ADMIN
+        resolve_exception(world, actor, case_id, resolution, T0 + timedelta(hours=2))
+    url = world.engine.url.render_as_string(hide_password=False)
+    found = {f.model: f for f in alert_feedback(Settings(database_url=url, var_dir=tmp_path))}
+    assert (found["late_shipment"].precision, found["late_shipment"].resolved) == (0.5, 2)
+    assert found["margin_anomaly"].precision is None
+    assert "50% over 2" in found["late_shipment"].describe()
