@@ -509,3 +509,32 @@ class RiskScore(Base):
     reasons: Mapped[list[str]] = mapped_column(JSON, default=list)
     features: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     exception_id: Mapped[int | None] = mapped_column(ForeignKey("exception_cases.id"))
+
+
+# --- carrier service alerts ----------------------------------------------------------------------
+
+
+class ServiceAlert(Base):
+    """A carrier's published service alert ("delays expected in region X until date Y").
+
+    Carriers announce weather and network disruptions before the late deliveries they cause are
+    judged; recording the announcement (with when it was made) lets a late-risk feature know of a
+    storm under way at order entry. ``carrier_id`` None means every carrier serving the region.
+    """
+
+    __tablename__ = "service_alerts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region: Mapped[str] = mapped_column(String(64), index=True)
+    carrier_id: Mapped[str | None] = mapped_column(ForeignKey("carriers.id"))
+    severity: Mapped[int] = mapped_column(Integer)
+    """1 (minor delays) .. 3 (severe disruption)."""
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    """The alert is in force over [starts_at, ends_at)."""
+    announced_at: Mapped[datetime]
+    announced_by: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(500), default="")
+    __table_args__ = (
+        CheckConstraint("severity >= 1 AND severity <= 3", name="severity_range"),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    )
