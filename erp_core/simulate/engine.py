@@ -2,6 +2,7 @@
 
 Each simulated day, in the order a real one happens:
 
+00:00  carriers announce the storms beginning today (a service alert per region, until it ends)
 06:00  goods arrive (purchase-order receipts, transfers); waiting backorders are released
 07:00  customers cancel some lines not yet picked
 08:00  finance decides pending discount approvals and credit holds
@@ -41,6 +42,7 @@ from erp_core.domain.calendar import BusinessCalendar
 from erp_core.domain.errors import DomainError
 from erp_core.policy import Actor
 from erp_core.services import fulfilment_batch, purchasing, returns, transfers
+from erp_core.services.alerts import announce_service_alert
 from erp_core.services.exceptions import resolve_exception
 from erp_core.services.inventory import record_cycle_count
 from erp_core.services.master_data import load_master_data
@@ -58,9 +60,11 @@ from erp_core.simulate.pricing import PricingDesk
 from erp_core.simulate.world import (
     CHANNEL_QTY_FACTOR,
     DELAY_SUPPORT,
+    Storm,
     World,
     master_data,
     peak_season,
+    storms,
 )
 
 ADMIN = Actor("sim-admin", "admin")
@@ -173,6 +177,9 @@ class Simulation:
         self.carrier_index = {c: i for i, c in enumerate(world.carriers)}
         self.region_index = {r: i for i, r in enumerate(world.regions)}
         self.customer_index = {c: i for i, c in enumerate(world.customers)}
+        self.storms_starting: dict[int, list[Storm]] = defaultdict(list)
+        for storm in storms(world.weather):
+            self.storms_starting[storm.first_day].append(storm)
 
     # --- set-up ----------------------------------------------------------------------------
 
@@ -211,6 +218,7 @@ class Simulation:
         today = self.world.day_date(day_number)
         working = self.calendar.is_business_day(today)
         with self.uow:
+            self._announce_storms(day_number, today)
             self._resync_backlog()
             if working:
                 self._receive_goods(today)
@@ -228,6 +236,24 @@ class Simulation:
                 self._work_exceptions(today)
                 self.business_day_index += 1
             self.uow.commit()
+
+    def _announce_storms(self, day_number: int, today: date) -> None:
+        """At the start of a storm's first day the carriers announce it for every carrier into
+        the region, over the storm's days and graded by its strength. The ERP learns of the
+        weather this way only; no random number is drawn, so orders and fates stay as they are."""
+        for storm in self.storms_starting.get(day_number, ()):
+            region = self.world.regions[storm.region]
+            until = self.world.day_date(storm.last_day + 1)
+            self._attempt(
+                announce_service_alert,
+                LOGISTICS,
+                region=region,
+                severity=storm.severity,
+                starts_at=at(today, 0),
+                ends_at=at(until, 0),
+                now=at(today, 0),
+                description=f"weather: deliveries into {region} delayed until {until.isoformat()}",
+            )
 
     def _attempt(self, act: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call a service; a refusal (domain error) is counted, not fatal: real desks see them."""

@@ -285,6 +285,35 @@ def _weather(rng: np.random.Generator, horizon: int, regions: list[str]) -> np.n
     return weather
 
 
+@dataclass(frozen=True)
+class Storm:
+    """A run of consecutive days with weather in one region (overlapping storms merge)."""
+
+    region: int
+    first_day: int
+    last_day: int
+    strength: float
+    """The run's highest extra transit-late logit."""
+
+    @property
+    def severity(self) -> int:
+        """The carriers' alert level: 1 below 2.0, 2 below 2.5, 3 from there."""
+        return 1 if self.strength < 2.0 else 2 if self.strength < 2.5 else 3
+
+
+def storms(weather: np.ndarray) -> list[Storm]:
+    """Every storm of a (day, region) weather table, by first day then region: what the carriers
+    see coming and announce (derived from the weather alone, so it draws no random number)."""
+    found = []
+    for r in range(weather.shape[1]):
+        stormy = np.concatenate(([False], weather[:, r] > 0, [False]))
+        edges = np.flatnonzero(stormy[1:] != stormy[:-1])
+        for first, end in zip(edges[::2], edges[1::2], strict=True):
+            strength = float(weather[first:end, r].max())
+            found.append(Storm(r, int(first), int(end) - 1, strength))
+    return sorted(found, key=lambda storm: (storm.first_day, storm.region))
+
+
 def holidays_between(start: date, days: int) -> frozenset[date]:
     """Fixed-date public holidays of the simulated years (New Year, Independence, Christmas)."""
     years = range(start.year, (start + timedelta(days=days)).year + 1)
