@@ -17,7 +17,7 @@ Two choices here decide what "known at t" means:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    inspect,
     select,
     type_coerce,
     union,
@@ -57,12 +58,25 @@ from erp_core.db.models import (
     PurchaseOrderLine,
     Receipt,
     SalesOrder,
+    ServiceAlert,
     Shipment,
     ShipmentEvent,
     ShipmentLine,
 )
 
 MILESTONES = ("shipped", "delivered")
+ALERT_COLUMNS = ("region", "carrier_id", "severity", "starts_at", "ends_at", "announced_at")
+
+
+def no_alerts() -> pd.DataFrame:
+    """The alerts table with no rows (a history read without it, or a database without any)."""
+    return pd.DataFrame(
+        {
+            "region": pd.Series(dtype=object),
+            "carrier_id": pd.Series(dtype=object),
+            **{name: np.zeros(0, dtype=np.int64) for name in ALERT_COLUMNS[2:]},
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,10 @@ class History:
     po_lines: pd.DataFrame
     """sku, location_id, expected_date (days), placed_at, closed_at (int64 microseconds; the
     receipt that completed the line, -1 while open): purchase-order lines as scheduled receipts"""
+    alerts: pd.DataFrame = field(default_factory=no_alerts)
+    """region, carrier_id (None: every carrier), severity, starts_at, ends_at, announced_at: the
+    carriers' service alerts (read whole: a few per region and month). Defaults to none, for a
+    history a pipeline reads without them."""
 
     def table_sizes(self) -> dict[str, int]:
         return {f.name: len(getattr(self, f.name)) for f in fields(self)}
@@ -147,6 +165,7 @@ def load_history(source: Engine | str) -> History:
                 price_approvals=reader.price_approvals(),
                 backorders=reader.backorders(),
                 po_lines=reader.po_lines(),
+                alerts=reader.alerts(),
             )
     finally:
         if isinstance(source, str):
@@ -185,7 +204,8 @@ def load_history_since(source: Engine, since: Mapping[str, IdRange]) -> History:
     """What was written in ``since`` (an id range per :data:`TAILED` table), with the context the
     event streams need: master data whole; the lines with a new state change, promise or
     milestone (their location, lane, first promise and order); every milestone of lines with a
-    new one. Tables the streams do not read (prices, splits, expedites) come back empty.
+    new one; the service alerts whole (few, and a feature reads them as of each ``t``). Tables
+    the streams do not read (prices, splits, expedites) come back empty.
 
     Ids grow in commit order on SQLite (one writer at a time). On PostgreSQL a transaction may
     commit a lower id after a higher one was read; a tail there would miss it.
@@ -213,6 +233,7 @@ def load_history_since(source: Engine, since: Mapping[str, IdRange]) -> History:
             price_approvals=_empty(["line_id", "requested_at", "decided_at"]),
             backorders=_empty(["line_id", "occurred_at", "ready_on"]),
             po_lines=reader.po_lines(),
+            alerts=reader.alerts(),
         )
 
 
@@ -517,6 +538,26 @@ class _Reader:
         frame["lane_id"] = frame["lane_id"].astype("Int64")
         # A line leaves in one shipment; keep its first milestone of each kind all the same.
         return frame.drop(columns="recorded_at").drop_duplicates(["line_id", "event_type"])
+
+    def alerts(self) -> pd.DataFrame:
+        """The service alerts; none from a database not yet migrated to hold them (revision
+        0002 or older), so features of an older database still build, without alerts."""
+        if not inspect(self.connection).has_table(ServiceAlert.__tablename__):
+            return no_alerts()
+        frame = self.frame(
+            select(
+                ServiceAlert.region,
+                ServiceAlert.carrier_id,
+                ServiceAlert.severity,
+                self.raw(ServiceAlert.starts_at).label("starts_at"),
+                self.raw(ServiceAlert.ends_at).label("ends_at"),
+                self.raw(ServiceAlert.announced_at).label("announced_at"),
+            ).order_by(ServiceAlert.id),
+            micros=("starts_at", "ends_at", "announced_at"),
+        )
+        if frame.empty:
+            return no_alerts()
+        return frame.astype({"region": object, "carrier_id": object, "severity": np.int64})
 
     def receipts(self) -> pd.DataFrame:
         query = (

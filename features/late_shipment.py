@@ -93,7 +93,9 @@ def late_shipment_frame(
         "line_id": rows["line_id"].to_numpy(),
         "order_id": rows["order_id"].to_numpy(),
         "entered_at": rows["entered_at"].to_numpy(),
-        **feature_columns(rows, found, history.lanes.set_index("lane_id"), holidays),
+        **feature_columns(
+            rows, found, history.lanes.set_index("lane_id"), holidays, history.alerts
+        ),
         **labels(rows, history),
     }
     return typed_frame(columns, LATE_SHIPMENT)
@@ -666,11 +668,16 @@ give the same values and one order pays no DataFrame overhead."""
 
 
 def feature_columns(
-    rows: Rows, found: Aggregates, lanes: pd.DataFrame, holidays: np.ndarray
+    rows: Rows,
+    found: Aggregates,
+    lanes: pd.DataFrame,
+    holidays: np.ndarray,
+    alerts: pd.DataFrame,
 ) -> Columns:
     """Every feature of the rows from the lines as captured and what happened before ``t``:
     the one definition of the late-shipment features, offline and online (``lanes``: the lane
-    master indexed by lane_id)."""
+    master indexed by lane_id; ``alerts``: the carriers' service alerts as
+    :attr:`features.history.History.alerts`)."""
     columns: Columns = {}
     for group in (
         promise_features(rows, holidays),
@@ -680,6 +687,7 @@ def feature_columns(
         location_features(rows, found),
         lane_features(rows, found, lanes),
         due_features(found),
+        alert_features(rows, alerts),
         supplier_features(found),
         customer_and_order_features(rows),
         calendar_features(rows, holidays),
@@ -843,6 +851,79 @@ def due_features(found: Aggregates) -> Columns:
         rate = shrunk_rate(window.sums["on_time"], window.sums["due"], prior, DUE_RATE_STRENGTH)
         columns[name] = np.where(window.has_key, rate, np.nan)
     return columns
+
+
+def alert_features(rows: Rows, alerts: pd.DataFrame) -> Columns:
+    """The highest severity of the carriers' service alerts in force at ``t`` for the ship
+    region (one for every carrier, or one for the line's carrier) and announced strictly before
+    ``t``; 0 when none. The simulator's storms raise transit lateness from the day they begin,
+    long before the late deliveries they cause are judged: an alert is how the ERP knows."""
+    t = np.asarray(rows["entered_at"], dtype=np.int64)
+    severity = np.zeros(len(t), dtype=np.int64)
+    if len(alerts) == 0 or len(t) == 0:
+        return {"region_alert_severity": severity}
+    # Announced strictly before t and in force at t: t in [max(starts, announced + 1), ends).
+    lo = np.maximum(
+        alerts["starts_at"].to_numpy(np.int64), alerts["announced_at"].to_numpy(np.int64) + 1
+    )
+    hi = alerts["ends_at"].to_numpy(np.int64)
+    level = alerts["severity"].to_numpy(np.int64)
+    regions = pd.Index(pd.unique(alerts["region"].astype(object)))
+    carriers = pd.Index(pd.unique(alerts["carrier_id"].dropna().astype(object)))
+    region_of_alert = regions.get_indexer(alerts["region"].astype(object))
+    carrier_of_alert = carriers.get_indexer(alerts["carrier_id"].astype(object))
+    region_of_row = _codes_in(regions, rows["ship_region"])
+    carrier_of_row = _codes_in(carriers, rows["carrier_at_entry"])
+    general = carrier_of_alert < 0
+    # Keys: a region for alerts to every carrier; (region, carrier) for a carrier's own.
+    width = len(carriers) + 1
+    for own, events, queries in (
+        (general, region_of_alert, region_of_row),
+        (
+            ~general,
+            region_of_alert * width + carrier_of_alert,
+            np.where(carrier_of_row >= 0, region_of_row * width + carrier_of_row, -1),
+        ),
+    ):
+        if own.any():
+            found = _max_level_in_force(events[own], lo[own], hi[own], level[own], queries, t)
+            severity = np.maximum(severity, found)
+    return {"region_alert_severity": severity}
+
+
+def _codes_in(known: pd.Index, values: Any) -> np.ndarray:
+    """Each value's position in ``known`` (-1: null or not there), matching only the distinct
+    values (a categorical column of a million rows is factorised by its codes, not compared)."""
+    codes, distinct = pd.factorize(values if isinstance(values, pd.Series) else _text(values))
+    lookup = np.append(known.get_indexer(np.asarray(distinct, dtype=object)), -1)
+    return lookup[np.where(codes >= 0, codes, len(lookup) - 1)].astype(np.int64)
+
+
+def _max_level_in_force(
+    events: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    level: np.ndarray,
+    queries: np.ndarray,
+    t: np.ndarray,
+) -> np.ndarray:
+    """Per query, the highest ``level`` of the intervals ``[lo, hi)`` of its key covering its
+    ``t`` (0: none): per key and level, the intervals begun by t minus those ended by t, found
+    by binary search (a handful of keys and levels; no loop over rows)."""
+    found = np.zeros(len(t), dtype=np.int64)
+    valid = lo < hi
+    for key in np.unique(events[valid]):
+        rows = np.flatnonzero(queries == key)
+        if len(rows) == 0:
+            continue
+        at = t[rows]
+        for value in np.unique(level[valid & (events == key)]):
+            own = valid & (events == key) & (level == value)
+            begun = np.searchsorted(np.sort(lo[own]), at, side="right")
+            ended = np.searchsorted(np.sort(hi[own]), at, side="right")
+            covered = begun > ended
+            found[rows[covered]] = np.maximum(found[rows[covered]], value)
+    return found
 
 
 def _squared_deviation(totals: WindowTotals) -> np.ndarray:

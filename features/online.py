@@ -25,7 +25,8 @@ refreshes, events written since are not counted. Ids grow in commit order on SQL
 PostgreSQL a transaction can commit a lower id after a higher one was read, which a tail by id
 would miss (see :func:`features.history.load_history_since`).
 
-Master data is read as it is now, as offline.
+Master data is read as it is now, as offline; so are the carriers' service alerts (few: read whole
+on every refresh), each counted only from its announcement on, as offline.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class _Master:
     """Indexed by lane_id, as :func:`features.late_shipment.feature_columns` reads it."""
     po_lines: pd.DataFrame
     """Purchase-order lines as scheduled receipts (read whole: their receipts change them)."""
+    alerts: pd.DataFrame
+    """The carriers' service alerts (read whole on every refresh: a few per region and month)."""
 
     @classmethod
     def of(cls, history: History) -> _Master:
@@ -123,6 +126,7 @@ class _Master:
             locations=_records(history.locations, "location_id"),
             lanes=history.lanes.set_index("lane_id"),
             po_lines=history.po_lines,
+            alerts=history.alerts,
         )
 
 
@@ -197,7 +201,7 @@ class OnlineFeatures:
         """Features of rows shaped like :func:`features.late_shipment.entry_rows` (several
         orders may share them; order totals are per ``order_id``)."""
         found = self.aggregates(rows)
-        columns = feature_columns(rows, found, self.master.lanes, self.holidays)
+        columns = feature_columns(rows, found, self.master.lanes, self.holidays, self.master.alerts)
         return {name: np.asarray(columns[name]) for name in LATE_SHIPMENT.feature_names}
 
     def aggregates(self, rows: Rows) -> Aggregates:

@@ -333,6 +333,14 @@ LATE_SHIPMENT_FEATURES: tuple[FeatureSpec, ...] = (
         RATE,
     ),
     _line(
+        "region_alert_severity",
+        "int64",
+        "lane",
+        "The highest severity (1-3) of the carriers' service alerts for the ship region (for "
+        "every carrier or the line's) in force at t and announced before t (0: none).",
+        Check(0, 3),
+    ),
+    _line(
         "expedite",
         "bool",
         "lane",

@@ -15,6 +15,7 @@ import pytest
 from erp_core.db.models import PurchaseOrderLine
 from erp_core.db.uow import UnitOfWork
 from erp_core.policy import load_policy
+from erp_core.services.alerts import announce_service_alert
 from erp_core.services.fulfilment import deliver, pack, pick, ship
 from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
 from erp_core.services.purchasing import (
@@ -247,6 +248,58 @@ def test_calendar_features_describe_the_entry_date(hand_world):
     assert row["days_to_quarter_end"] == 26
     assert not row["holiday_within_2bd"]
     assert not row["peak_season"]
+
+
+MONDAY = TUESDAY - timedelta(days=1)
+FRIDAY = TUESDAY + timedelta(days=3)
+
+
+def announce_hand_alerts(world: HandWorld) -> None:
+    """Service alerts around the hand world's entries, recorded on Friday with the moment each
+    was announced; each one's comment says which entry it reaches and why."""
+    for region, carrier, severity, starts, ends, announced in (
+        # west, every carrier: announced Tue 10:15, after A (10:00), before B and C.
+        ("west", None, 1, TUESDAY, WEDNESDAY, at(TUESDAY, 10, 15)),
+        # west, TRUCK: in force from Tue 11:00, C's very entry (counts), after B (does not).
+        ("west", "TRUCK", 3, at(TUESDAY, 11), at(TUESDAY, 12), MONDAY),
+        # west, AIR only: D and F travel by TRUCK.
+        ("west", "AIR", 2, THURSDAY, FRIDAY, WEDNESDAY),
+        # west, every carrier: begins at F's entry (Thu 11:30), after D's (11:00).
+        ("west", None, 2, at(THURSDAY, 11, 30), FRIDAY, WEDNESDAY),
+        # west: announced at D's very entry (not before it): D does not know it.
+        ("west", None, 3, THURSDAY, at(THURSDAY, 11, 20), at(THURSDAY, 11)),
+        # east: over at E's entry (Tue 10:45; an alert ends before its ends_at).
+        ("east", None, 3, TUESDAY, at(TUESDAY, 10, 45), MONDAY),
+    ):
+        announce_service_alert(
+            world.uow,
+            LOGISTICS,
+            region=region,
+            carrier_id=carrier,
+            severity=severity,
+            starts_at=starts,
+            ends_at=ends,
+            announced_at=announced,
+            now=FRIDAY,
+        )
+
+
+def test_an_alert_counts_only_in_force_and_announced_before_entry_for_the_lines_carrier(
+    hand_world,
+):
+    announce_hand_alerts(hand_world)
+    frame = hand_world.frame()
+    w = hand_world
+    found = {
+        name: frame.loc[w.line(order), "region_alert_severity"]
+        for name, order in (("a", w.a), ("b", w.b), ("c", w.c), ("d", w.d), ("e", w.e), ("f", w.f))
+    }
+    assert found == {"a": 0, "b": 1, "c": 3, "d": 0, "e": 0, "f": 2}
+    assert frame["region_alert_severity"].dtype == np.int64
+
+
+def test_without_alerts_every_line_has_severity_zero(hand_world):
+    assert (hand_world.frame()["region_alert_severity"] == 0).all()
 
 
 def test_labels_judge_each_line_against_its_first_promise(hand_world):

@@ -86,6 +86,7 @@ def test_online_as_of_entry_equals_the_offline_frame_on_a_simulated_world(
     assert found["needs_backorder"].any() and found["split"].any()
     assert found["lane_ontime_delivery_rate_28d"].notna().mean() > 0.9
     assert found["supplier_days_late_56d"].notna().any()
+    assert (found["region_alert_severity"] > 0).any()
 
 
 def test_an_index_of_the_database_as_it_stood_gives_the_rows_entered_before(
@@ -230,6 +231,23 @@ def test_the_same_draft_line_as_captured_matches_the_offline_row(hand_world: Han
         online, hand_world.uow.engine, TUESDAY, TUESDAY + pd.Timedelta(days=7)
     )
     assert_same_values(offline, found)
+
+
+def test_alerts_online_are_counted_as_offline_and_a_refresh_reads_new_ones(
+    hand_world: HandWorld,
+):
+    online = OnlineFeatures.from_database(hand_world.uow.engine, CALENDAR)
+    hand.announce_hand_alerts(hand_world)
+    lane = standard_lane(hand_world, "WEST", "west")
+    probe = draft(at(THURSDAY, 12), DraftLine(1, "WIDGET", 1, 9.0, "allocated", "WEST", lane))
+    assert online.features(probe).iloc[0]["region_alert_severity"] == 0  # not read yet
+    online.refresh()
+    assert online.features(probe).iloc[0]["region_alert_severity"] == 2
+    found = online_as_of_entry(
+        online, hand_world.uow.engine, TUESDAY, TUESDAY + pd.Timedelta(days=7)
+    )
+    assert_same_values(hand_world.frame(), found)
+    assert sorted(found["region_alert_severity"]) == [0, 0, 0, 1, 1, 2, 3]
 
 
 def test_a_backordered_draft_sees_its_suppliers_lateness_and_a_two_line_order_its_totals(
