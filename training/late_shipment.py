@@ -90,10 +90,12 @@ MONOTONE: dict[str, int] = {
     "lane_transit_spread_28d": 1,
     "lane_transit_spread_90d": 1,
     "supplier_days_late_56d": 1,
+    "region_alert_severity": 1,
 }
 """Directions the business knows: more backlog, a backorder, a less punctual location, lane or
-supplier never lower the risk. Constraining them keeps the model from learning noise the wrong
-way round in thin data, and makes the behaviour a test can hold it to."""
+supplier, a more severe carrier alert for the ship region never lower the risk. Constraining them
+keeps the model from learning noise the wrong way round in thin data, and makes the behaviour a
+test can hold it to."""
 
 AUC_MARGIN = 0.002
 """A challenger must beat the champion's test ROC AUC by this much to replace it."""

@@ -31,6 +31,9 @@ PHRASES: dict[str, str] = {
     "lane_transit_spread_28d": "the lane's transit varies by {value:.1f} business days (28 days)",
     "lane_transit_spread_90d": "the lane's transit varies by {value:.1f} business days (90 days)",
     "expedite": "the line travels express",
+    "region_alert_severity": (
+        "carriers announced a severity-{value:.0f} disruption in the ship region"
+    ),
     "supplier_days_late_56d": "the supplier's receipts ran {value:.1f} days late over 56 days",
     "customer_tier": "customer tier {value}",
     "channel": "ordered through {value}",

@@ -60,6 +60,7 @@ def test_probabilities_are_probabilities(data, model):
         ("pick_backlog_ratio", lambda v: v + 3.0),
         ("lane_ontime_delivery_rate_28d", lambda v: v * 0.5),
         ("needs_backorder", lambda v: np.ones_like(v, dtype=bool)),
+        ("region_alert_severity", lambda v: np.minimum(v + 1, 3)),
     ],
 )
 def test_worse_conditions_never_lower_the_risk(data, model, feature, change):

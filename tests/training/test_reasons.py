@@ -19,6 +19,12 @@ def test_features_that_lowered_the_risk_are_never_reasons():
     assert [r.feature for r in reasons] == ["mystery"]
 
 
+def test_a_carrier_alert_reads_as_the_announced_disruption():
+    assert phrase("region_alert_severity", 2) == (
+        "carriers announced a severity-2 disruption in the ship region"
+    )
+
+
 def test_a_feature_without_a_phrase_or_value_is_named_as_it_is():
     assert phrase("mystery", 5) == "mystery = 5"
     assert phrase("pick_backlog_ratio", float("nan")) == "pick_backlog_ratio = nan"
