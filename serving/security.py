@@ -5,6 +5,10 @@ An endpoint admits either the roles a policy permission grants (capturing an ord
 ``capture_order``; the service checks the same permission again) or every role (reading). The
 admitted roles are declared once per route with :func:`admits`, and ``GET /v1/access`` lists them,
 so the matrix test and an auditor read the same table.
+
+The dependencies are ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a
+hand-off per dependency per request; these are a dict lookup (a key checked within the cache's
+time) or one indexed read, done on the event loop.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def presented_key(request: Request) -> str | None:
     return None
 
 
-def runtime_of(request: Request) -> Runtime:
+async def runtime_of(request: Request) -> Runtime:
     runtime = request.app.state.runtime
     assert isinstance(runtime, Runtime)
     return runtime
@@ -95,7 +99,7 @@ def admits(permission: str) -> Callable[..., Actor]:
     """A dependency that returns the caller's actor when its role holds ``permission`` (a policy
     permission, or ``ANY_ROLE``), and answers 401/403 otherwise."""
 
-    def check(request: Request, runtime: RuntimeDep) -> Actor:
+    async def check(request: Request, runtime: RuntimeDep) -> Actor:
         actor = current_actor(request, runtime)
         if actor.role not in admitted_roles(runtime, permission):
             raise Forbidden(
