@@ -33,6 +33,9 @@ class LateRisk:
     reasons: tuple[Reason, ...]
     features: dict[str, Any]
     """The feature values the score used, stored with it for the decision trail."""
+    explained: bool = True
+    """Whether the reasons were worked out (TreeSHAP is most of a score's cost, and a line far
+    below the alert threshold needs none unless the caller asks for every line's)."""
 
 
 def score_late_risk(
@@ -40,8 +43,10 @@ def score_late_risk(
     champion: ServedModel | None,
     draft: DraftOrder,
     contexts: list[dict[str, str]],
+    explain_from: float = 0.0,
 ) -> list[LateRisk]:
-    """One risk per draft line, in the draft's line order."""
+    """One risk per draft line, in the draft's line order; the champion's reasons for the lines
+    whose probability reaches ``explain_from`` (0: every line)."""
     if not draft.lines:
         return []
     if online is None:
@@ -57,20 +62,31 @@ def score_late_risk(
     model = champion.estimator
     matrix = model.encoder_.transform_columns(values)
     probabilities = model.probability(matrix, num_threads=1)
-    names = model.encoder_.names
-    columns = {name: np.asarray(values[name], dtype=object) for name in names}
-    reasons = reasons_of_rows(
-        model.contributions(matrix, num_threads=1), columns, names, REASON_LIMIT, contexts
-    )
+    explained = np.flatnonzero(probabilities >= explain_from)
+    reasons: list[tuple[Reason, ...]] = [() for _ in probabilities]
+    if len(explained):
+        names = model.encoder_.names
+        columns = {name: np.asarray(values[name], dtype=object)[explained] for name in names}
+        found = reasons_of_rows(
+            model.contributions(matrix[explained], num_threads=1),
+            columns,
+            names,
+            REASON_LIMIT,
+            [contexts[i] for i in explained],
+        )
+        for i, row_reasons in zip(explained, found, strict=True):
+            reasons[i] = tuple(row_reasons)
+    chosen = set(explained.tolist())
     return [
         LateRisk(
             probability=float(p),
             model=champion.name,
             version=champion.version,
-            reasons=tuple(row_reasons),
+            reasons=reasons[i],
             features=_row(values, i),
+            explained=i in chosen,
         )
-        for i, (p, row_reasons) in enumerate(zip(probabilities, reasons, strict=True))
+        for i, p in enumerate(probabilities)
     ]
 
 

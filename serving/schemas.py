@@ -113,6 +113,10 @@ class LateRiskOut(BaseModel):
     version: str | None
     over_threshold: bool
     reasons: list[ReasonOut]
+    explained: bool = Field(
+        description="Whether the reasons were worked out: by default for lines at least half "
+        "as risky as the alert threshold, for every line with ?explain=all."
+    )
 
 
 class MarginOut(BaseModel):

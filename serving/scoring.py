@@ -83,6 +83,8 @@ def draft_of(order: OrderView) -> DraftOrder:
 
 
 SCORED_STATES = ("allocated", "backordered", "credit_hold")
+EXPLAIN_SHARE = 0.5
+"""Lines from this share of the alert threshold up get their reasons by default."""
 
 
 def _state_at_location(state: str) -> str:
@@ -97,13 +99,19 @@ def score_order(
     models: ModelSet,
     policy: Policy,
     pricing: OnlinePricing | None = None,
+    explain_all: bool = False,
 ) -> ScoredOrder:
+    """Score every line; reasons for each line at least half as risky as the policy's alert
+    threshold (every line with ``explain_all``)."""
     late_champion = models.champion(LATE_SHIPMENT)
     scorable = [line for line in order.lines if line.location_id is not None]
     contexts = [
         {"location": line.location_id or "", "carrier": line.carrier_id or ""} for line in scorable
     ]
-    risks = score_late_risk(online, late_champion, draft_of(_with_lines(order, scorable)), contexts)
+    explain_from = 0.0 if explain_all else policy.late_risk_probability * EXPLAIN_SHARE
+    risks = score_late_risk(
+        online, late_champion, draft_of(_with_lines(order, scorable)), contexts, explain_from
+    )
     late_by_line = {line.line_no: risk for line, risk in zip(scorable, risks, strict=True)}
     margins = score_margin(order, pricing, models.champion(MARGIN_ANOMALY), policy)
     threshold = policy.late_risk_probability

@@ -8,9 +8,9 @@ does not pay a thread-pool hand-off (see serving/runtime.py).
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Header
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query
 from sqlalchemy import select
 
 from erp_core.db.models import ExceptionCase, OrderLine, SalesOrder
@@ -57,9 +57,22 @@ def _requests(body: DraftOrderIn) -> list[LineRequest]:
     return [LineRequest(line.sku, line.quantity, line.unit_price) for line in body.lines]
 
 
-def _score(runtime: Runtime, view: OrderView, metrics: Metrics) -> ScoredOrder:
+Explain = Annotated[
+    Literal["risky", "all"],
+    Query(
+        description="Reasons for the lines at least half as risky as the alert threshold "
+        "(risky, the default: most of a score's cost is working out reasons), or for all."
+    ),
+]
+
+
+def _score(
+    runtime: Runtime, view: OrderView, metrics: Metrics, explain: str = "risky"
+) -> ScoredOrder:
     online = runtime.features()  # first: a due refresh covers the pricing index too
-    scored = score_order(view, online, runtime.models, runtime.policy, runtime.pricing)
+    scored = score_order(
+        view, online, runtime.models, runtime.policy, runtime.pricing, explain == "all"
+    )
     for line in scored.lines:
         if line.late is not None:
             fallback = line.late.version is None
@@ -94,6 +107,7 @@ async def score_draft(
     runtime: RuntimeDep,
     metrics: MetricsDep,
     actor: Annotated[Actor, Depends(admits("capture_order"))],
+    explain: Explain = "risky",
 ) -> ScoredOrderOut:
     """Per line: where and when capture would promise it (available-to-promise), P(late) with
     the reasons pushing it up, the margin-anomaly score with its reason, and for a line at risk
@@ -102,7 +116,7 @@ async def score_draft(
     _check_size(runtime, body)
     now = runtime.now()
     quote = _quote(runtime, body, actor)
-    scored = _score(runtime, view_of_quote(quote, now), metrics)
+    scored = _score(runtime, view_of_quote(quote, now), metrics, explain)
     return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
 
 
@@ -269,6 +283,7 @@ def _line_out(scored_line: ScoredLine, policy: Policy) -> ScoredLineOut:
             version=late.version,
             over_threshold=late.probability >= policy.late_risk_probability,
             reasons=[ReasonOut(**reason.as_dict()) for reason in late.reasons],
+            explained=late.explained,
         ),
         margin=None
         if margin is None
@@ -342,13 +357,14 @@ async def rescore(
     runtime: RuntimeDep,
     metrics: MetricsDep,
     _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
+    explain: Explain = "risky",
 ) -> ScoredOrderOut:
     """The open lines as they stand now (their current promise, location and state), with the
     features as of now; lines shipped, delivered or cancelled have nothing left to predict."""
     now = runtime.now()
     with runtime.reader() as uow:
         view = view_of_order(uow.session, order_id, as_of=now, open_only=True)
-    scored = _score(runtime, view, metrics)
+    scored = _score(runtime, view, metrics, explain)
     return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
 
 

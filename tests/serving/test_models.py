@@ -235,3 +235,31 @@ def test_a_challenger_scores_a_captured_order_in_the_shadow(registry: Registry) 
     assert {s.line_id for s in shadow} == {s.line_id for s in captured}
     assert all(s.exception_id is None for s in shadow)
     assert len(shadow_cases) == len([s for s in captured if s.exception_id])
+
+
+def test_reasons_come_for_risky_lines_by_default_and_for_every_line_on_request(
+    served: Served,
+) -> None:
+    half_threshold = load_policy().late_risk_probability / 2
+    default = served.client.post(
+        "/v1/orders/score", json=_draft(served), headers=served.headers()
+    ).json()
+    every = served.client.post(
+        "/v1/orders/score?explain=all", json=_draft(served), headers=served.headers()
+    ).json()
+    for risky, full in zip(default["lines"], every["lines"], strict=True):
+        if risky["late_risk"] is None:
+            continue
+        assert risky["late_risk"]["probability"] == full["late_risk"]["probability"]
+        assert full["late_risk"]["explained"] is True
+        assert risky["late_risk"]["explained"] is (
+            risky["late_risk"]["probability"] >= half_threshold
+        )
+        if risky["late_risk"]["explained"]:
+            assert risky["late_risk"]["reasons"] == full["late_risk"]["reasons"]
+        else:
+            assert risky["late_risk"]["reasons"] == []
+    bad = served.client.post(
+        "/v1/orders/score?explain=some", json=_draft(served), headers=served.headers()
+    )
+    assert bad.status_code == 422
