@@ -12,10 +12,10 @@ from typing import Any
 
 from erp_core.domain.calendar import BusinessCalendar
 from erp_core.services.quotes import LineOptions
-from serving.late_risk import LateRisk
+from serving.late_risk import TRANSIT_SPREAD_FEATURE, LateRisk
 from serving.lines import Action, LineView
 
-SPREAD_FEATURE = "lane_transit_spread_90d"
+SPREAD_FEATURE = TRANSIT_SPREAD_FEATURE
 MIN_SLACK_BDAYS = 1
 
 

@@ -21,6 +21,10 @@ from training.late_shipment import LANE_RATE_FEATURE
 from training.reasons import Reason, phrase, reasons_of_rows
 
 REASON_LIMIT = 3
+TRANSIT_SPREAD_FEATURE = "lane_transit_spread_90d"
+ACTION_FEATURES = (TRANSIT_SPREAD_FEATURE,)
+"""The feature values the recommended actions read (the honest later date), kept also when a
+score's feature values are not."""
 FALLBACK_RATE_WHEN_UNKNOWN = 0.15
 """A lane with no history at all and no global rate yet (an empty database): a cautious prior."""
 
@@ -44,6 +48,7 @@ def score_late_risk(
     draft: DraftOrder,
     contexts: list[dict[str, str]],
     explain_from: float = 0.0,
+    keep_features: bool = True,
 ) -> list[LateRisk]:
     """One risk per draft line, in the draft's line order; the champion's reasons for the lines
     whose probability reaches ``explain_from`` (0: every line)."""
@@ -58,7 +63,7 @@ def score_late_risk(
         online.refresh()
         values = online.feature_values(draft)
     if champion is None:
-        return _fallback(values, contexts)
+        return _fallback(values, contexts, keep_features)
     model = champion.estimator
     matrix = model.encoder_.transform_columns(values)
     probabilities = model.probability(matrix, num_threads=1)
@@ -83,14 +88,16 @@ def score_late_risk(
             model=champion.name,
             version=champion.version,
             reasons=reasons[i],
-            features=_row(values, i),
+            features=_row(values, i) if keep_features else _row(values, i, ACTION_FEATURES),
             explained=i in chosen,
         )
         for i, p in enumerate(probabilities)
     ]
 
 
-def _fallback(values: dict[str, np.ndarray], contexts: list[dict[str, str]]) -> list[LateRisk]:
+def _fallback(
+    values: dict[str, np.ndarray], contexts: list[dict[str, str]], keep_features: bool = True
+) -> list[LateRisk]:
     on_time = pd.to_numeric(pd.Series(values[LANE_RATE_FEATURE]), errors="coerce").to_numpy(
         dtype=float
     )
@@ -109,7 +116,7 @@ def _fallback(values: dict[str, np.ndarray], contexts: list[dict[str, str]]) -> 
                 model=FALLBACK,
                 version=None,
                 reasons=(Reason(LANE_RATE_FEATURE, float(rate) if known else None, 0.0, text),),
-                features=_row(values, i),
+                features=_row(values, i) if keep_features else _row(values, i, ACTION_FEATURES),
             )
         )
     return risks
@@ -125,9 +132,12 @@ def _unknown() -> LateRisk:
     )
 
 
-def _row(values: dict[str, np.ndarray], i: int) -> dict[str, Any]:
-    """One line's feature values as plain JSON values (NaN as None)."""
-    return {name: _plain(column[i]) for name, column in values.items()}
+def _row(
+    values: dict[str, np.ndarray], i: int, names: tuple[str, ...] | None = None
+) -> dict[str, Any]:
+    """One line's feature values (``names`` only, when given) as plain JSON values."""
+    chosen = values if names is None else {name: values[name] for name in names if name in values}
+    return {name: _plain(column[i]) for name, column in chosen.items()}
 
 
 def _plain(value: Any) -> Any:

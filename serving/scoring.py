@@ -100,6 +100,7 @@ def score_order(
     policy: Policy,
     pricing: OnlinePricing | None = None,
     explain_all: bool = False,
+    keep_features: bool = True,
 ) -> ScoredOrder:
     """Score every line; reasons for each line at least half as risky as the policy's alert
     threshold (every line with ``explain_all``)."""
@@ -110,7 +111,12 @@ def score_order(
     ]
     explain_from = 0.0 if explain_all else policy.late_risk_probability * EXPLAIN_SHARE
     risks = score_late_risk(
-        online, late_champion, draft_of(_with_lines(order, scorable)), contexts, explain_from
+        online,
+        late_champion,
+        draft_of(_with_lines(order, scorable)),
+        contexts,
+        explain_from,
+        keep_features,
     )
     late_by_line = {line.line_no: risk for line, risk in zip(scorable, risks, strict=True)}
     margins = score_margin(order, pricing, models.champion(MARGIN_ANOMALY), policy)

@@ -67,11 +67,24 @@ Explain = Annotated[
 
 
 def _score(
-    runtime: Runtime, view: OrderView, metrics: Metrics, explain: str = "risky"
+    runtime: Runtime,
+    view: OrderView,
+    metrics: Metrics,
+    explain: str = "risky",
+    *,
+    kept: bool = False,
 ) -> ScoredOrder:
+    """Score the order; ``kept`` scores are stored with the feature values they used (a
+    draft's and a rescore's are not, so they skip building them)."""
     online = runtime.features()  # first: a due refresh covers the pricing index too
     scored = score_order(
-        view, online, runtime.models, runtime.policy, runtime.pricing, explain == "all"
+        view,
+        online,
+        runtime.models,
+        runtime.policy,
+        runtime.pricing,
+        explain == "all",
+        keep_features=kept,
     )
     for line in scored.lines:
         if line.late is not None:
@@ -157,7 +170,7 @@ async def capture(
     )
     with runtime.reader() as uow:
         view = view_of_order(uow.session, captured.order_id, quote=quote)
-    scored = _score(runtime, view, metrics)
+    scored = _score(runtime, view, metrics, kept=True)
     recorded = record_scores(
         runtime.uow(),
         actor,
