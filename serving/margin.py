@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
+
 from erp_core.policy import Policy
 from features.online import DraftOrder
 from features.online_pricing import OnlinePricing, PricedDraftLine
@@ -47,8 +50,16 @@ def score_margin(
     """One score per line of the order, in its line order."""
     if pricing is None or champion is None or not order.lines:
         return [_rules(line, policy) for line in order.lines]
-    frame = pricing.features(_priced_draft(order))
-    frame[APPROVAL_COLUMN] = [line.price_approval_pending for line in order.lines]
+    values = pricing.feature_values(_priced_draft(order))
+    # Text stays object: pandas would otherwise make Arrow-backed strings of it, which the
+    # model's few-row paths then convert back value by value.
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(column, dtype=object) if column.dtype == object else column
+            for name, column in values.items()
+        }
+    )
+    frame[APPROVAL_COLUMN] = np.array([line.price_approval_pending for line in order.lines])
     model = champion.estimator
     parts = model.score_parts(frame)
     reasons = model.reasons(frame, parts)

@@ -263,3 +263,33 @@ def test_reasons_come_for_risky_lines_by_default_and_for_every_line_on_request(
         "/v1/orders/score?explain=some", json=_draft(served), headers=served.headers()
     )
     assert bad.status_code == 422
+
+
+def test_the_served_margin_score_is_the_models_own_score_of_the_pricing_frame(
+    registry: Registry,
+) -> None:
+    """serving builds the model's frame from arrays (text kept as objects); the numbers must
+    be those of the pricing index's own frame."""
+    import numpy as np
+
+    from erp_core.services.orders import LineRequest
+    from erp_core.services.quotes import quote_order
+    from serving.margin import _priced_draft, score_margin
+    from serving.views import view_of_quote
+    from training.margin_anomaly import APPROVAL_COLUMN
+
+    runtime = build_runtime(registry.settings)
+    champion = runtime.models.champions[MARGIN_ANOMALY]
+    with sqlite3.connect(registry.folder / "world.db") as db:
+        customers = [r[0] for r in db.execute("SELECT id FROM customers ORDER BY id LIMIT 5")]
+        skus = [r[0] for r in db.execute("SELECT sku FROM products ORDER BY sku LIMIT 8")]
+    for customer in customers:
+        lines = [LineRequest(sku, 1 + i) for i, sku in enumerate(skus)]
+        lines[0] = LineRequest(skus[0], 3, "999.00")  # a typed price, far off the list
+        quote = quote_order(runtime.reader(), customer_id=customer, lines=lines, now=runtime.now())
+        view = view_of_quote(quote, runtime.now())
+        served = [m.score for m in score_margin(view, runtime.pricing, champion, runtime.policy)]
+        frame = runtime.pricing.features(_priced_draft(view))
+        frame[APPROVAL_COLUMN] = [line.price_approval_pending for line in view.lines]
+        expected = champion.estimator.anomaly_score(frame)
+        np.testing.assert_allclose(served, np.round(expected, 6), rtol=0, atol=1e-12)
