@@ -121,8 +121,9 @@ def serve(
     workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
-    """Serve the API with uvicorn (the interactive docs at /docs)."""
-    import uvicorn
+    """Serve the API with uvicorn (the interactive docs at /docs); several workers each listen
+    on their own SO_REUSEPORT socket, so connections spread over them."""
+    from serving.server import serve as run_server
 
     settings = core.settings_of(ctx)
     upgrade_to_head(settings.database_url)
@@ -132,15 +133,7 @@ def serve(
     host = host or settings.api_host
     port = port or settings.api_port
     core.console.print(f"erpx API on http://{host}:{port} (docs: http://{host}:{port}/docs)")
-    uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=access_log,
-        log_level="info",
-    )
+    run_server(host, port, workers, access_log=access_log, log_level="info")
 
 
 @app.command("demo")
