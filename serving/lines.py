@@ -8,6 +8,9 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from features.online import DraftOrder
+from features.online_pricing import PricedDraftLine
+
 
 @dataclass(frozen=True)
 class LineView:
@@ -51,3 +54,42 @@ class Action:
     kind: str
     text: str
     details: dict[str, Any] = field(default_factory=dict)
+
+
+SCORED_STATES = ("allocated", "backordered", "credit_hold")
+
+
+def _state_at_location(state: str) -> str:
+    """A line picked or packed since capture is still at its location with its stock: the
+    features read it as allocated."""
+    return state if state in SCORED_STATES else "allocated"
+
+
+def draft_of(order: OrderView) -> DraftOrder:
+    """The order as both feature indexes read it (a priced draft line is a draft line that also
+    says whether its price was typed)."""
+    return DraftOrder(
+        customer_id=order.customer_id,
+        channel=order.channel,
+        ship_region=order.ship_to_region,
+        entered_at=order.entered_at,
+        order_id=order.order_id,
+        lines=tuple(
+            PricedDraftLine(
+                line_no=line.line_no,
+                sku=line.sku,
+                quantity=line.quantity,
+                unit_price=float(line.unit_price),
+                state=_state_at_location(line.state),
+                location_id=line.location_id,
+                lane_id=line.lane_id,
+                promised_ship_date=line.promised_ship_date,
+                promised_delivery_date=line.promised_delivery_date,
+                parent_line_no=line.parent_line_no,
+                price_approval_pending=line.price_approval_pending,
+                expected_ready_on=line.expected_ready_on,
+                price_overridden=line.price_overridden,
+            )
+            for line in order.lines
+        ),
+    )

@@ -19,9 +19,8 @@ import numpy as np
 import pandas as pd
 
 from erp_core.policy import Policy
-from features.online import DraftOrder
-from features.online_pricing import OnlinePricing, PricedDraftLine
-from serving.lines import LineView, OrderView
+from features.online_pricing import OnlinePricing
+from serving.lines import LineView, OrderView, draft_of
 from serving.models import ServedModel
 from training.margin_anomaly import APPROVAL_COLUMN
 
@@ -50,7 +49,7 @@ def score_margin(
     """One score per line of the order, in its line order."""
     if pricing is None or champion is None or not order.lines:
         return [_rules(line, policy) for line in order.lines]
-    values = pricing.feature_values(_priced_draft(order))
+    values = pricing.feature_values(draft_of(order))
     # Text stays object: pandas would otherwise make Arrow-backed strings of it, which the
     # model's few-row paths then convert back value by value.
     frame = pd.DataFrame(
@@ -67,29 +66,6 @@ def score_margin(
         MarginScore(round(float(score), 6), champion.name, champion.version, reason or None)
         for score, reason in zip(parts.score, reasons, strict=True)
     ]
-
-
-def _priced_draft(order: OrderView) -> DraftOrder:
-    return DraftOrder(
-        customer_id=order.customer_id,
-        channel=order.channel,
-        ship_region=order.ship_to_region,
-        entered_at=order.entered_at,
-        order_id=order.order_id,
-        lines=tuple(
-            PricedDraftLine(
-                line_no=line.line_no,
-                sku=line.sku,
-                quantity=line.quantity,
-                unit_price=float(line.unit_price),
-                state=line.state,
-                location_id=line.location_id,
-                price_approval_pending=line.price_approval_pending,
-                price_overridden=line.price_overridden,
-            )
-            for line in order.lines
-        ),
-    )
 
 
 def _rules(line: LineView, policy: Policy) -> MarginScore:

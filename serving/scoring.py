@@ -14,11 +14,11 @@ from typing import Any
 
 from erp_core.domain.calendar import BusinessCalendar
 from erp_core.policy import Policy
-from features.online import DraftLine, DraftOrder, OnlineFeatures
+from features.online import OnlineFeatures
 from features.online_pricing import OnlinePricing
 from serving.actions import actions_for
 from serving.late_risk import LateRisk, score_late_risk
-from serving.lines import Action, LineView, OrderView
+from serving.lines import Action, LineView, OrderView, draft_of
 from serving.margin import MarginScore, score_margin
 from serving.models import LATE_SHIPMENT, MARGIN_ANOMALY, ModelSet
 
@@ -53,44 +53,8 @@ class ScoredOrder:
         }
 
 
-def draft_of(order: OrderView) -> DraftOrder:
-    """The order as the feature index reads it: the lines that went to a location (a credit
-    hold has none, and its lines are not scored for lateness)."""
-    return DraftOrder(
-        customer_id=order.customer_id,
-        channel=order.channel,
-        ship_region=order.ship_to_region,
-        entered_at=order.entered_at,
-        order_id=order.order_id,
-        lines=tuple(
-            DraftLine(
-                line_no=line.line_no,
-                sku=line.sku,
-                quantity=line.quantity,
-                unit_price=float(line.unit_price),
-                state=_state_at_location(line.state),
-                location_id=line.location_id,
-                lane_id=line.lane_id,
-                promised_ship_date=line.promised_ship_date,
-                promised_delivery_date=line.promised_delivery_date,
-                parent_line_no=line.parent_line_no,
-                price_approval_pending=line.price_approval_pending,
-                expected_ready_on=line.expected_ready_on,
-            )
-            for line in order.lines
-        ),
-    )
-
-
-SCORED_STATES = ("allocated", "backordered", "credit_hold")
 EXPLAIN_SHARE = 0.5
 """Lines from this share of the alert threshold up get their reasons by default."""
-
-
-def _state_at_location(state: str) -> str:
-    """A line picked or packed since capture is still at its location with its stock: the
-    features read it as allocated."""
-    return state if state in SCORED_STATES else "allocated"
 
 
 def score_order(

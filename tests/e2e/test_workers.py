@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,23 @@ from tests.e2e.conftest import (
 )
 
 CONNECTIONS = 16
+BOTH_UP_TIMEOUT_S = 60.0
+"""The first worker may answer /healthz while the second still imports and builds its index."""
+
+
+def _listening_workers(parent: int, port: int) -> tuple[list[psutil.Process], set[int]]:
+    deadline = time.monotonic() + BOTH_UP_TIMEOUT_S
+    while True:
+        workers = psutil.Process(parent).children(recursive=True)
+        listening = {
+            worker.pid
+            for worker in workers
+            for connection in worker.net_connections(kind="tcp")
+            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+        }
+        if len(listening) >= 2 or time.monotonic() > deadline:
+            return workers, listening
+        time.sleep(0.2)
 
 
 @pytest.mark.skipif(
@@ -44,13 +62,7 @@ def test_two_workers_share_keep_alive_connections_and_stop_on_sigterm(tmp_path: 
     clients = []
     try:
         wait_until_healthy(process, base_url, log_path)
-        workers = psutil.Process(process.pid).children(recursive=True)
-        listening = {
-            worker.pid
-            for worker in workers
-            for connection in worker.net_connections(kind="tcp")
-            if connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
-        }
+        workers, listening = _listening_workers(process.pid, port)
         assert len(listening) == 2, log_path.read_text(errors="replace")
         for _ in range(CONNECTIONS):
             client = httpx.Client(base_url=base_url, timeout=30.0)

@@ -274,7 +274,8 @@ def test_the_served_margin_score_is_the_models_own_score_of_the_pricing_frame(
 
     from erp_core.services.orders import LineRequest
     from erp_core.services.quotes import quote_order
-    from serving.margin import _priced_draft, score_margin
+    from serving.lines import draft_of
+    from serving.margin import score_margin
     from serving.views import view_of_quote
     from training.margin_anomaly import APPROVAL_COLUMN
 
@@ -289,7 +290,7 @@ def test_the_served_margin_score_is_the_models_own_score_of_the_pricing_frame(
         quote = quote_order(runtime.reader(), customer_id=customer, lines=lines, now=runtime.now())
         view = view_of_quote(quote, runtime.now())
         served = [m.score for m in score_margin(view, runtime.pricing, champion, runtime.policy)]
-        frame = runtime.pricing.features(_priced_draft(view))
+        frame = runtime.pricing.features(draft_of(view))
         frame[APPROVAL_COLUMN] = [line.price_approval_pending for line in view.lines]
         expected = champion.estimator.anomaly_score(frame)
         np.testing.assert_allclose(served, np.round(expected, 6), rtol=0, atol=1e-12)
