@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -248,7 +248,6 @@ Resolution = Literal[
     "other",
 ]
 """What was done about an exception; ``false_alarm`` is what alert precision counts against."""
-RESOLUTIONS: tuple[str, ...] = get_args(Resolution)
 
 
 class ResolutionIn(_In):

@@ -58,9 +58,6 @@ class KeyCache:
         self._entries[digest] = _Cached(actor, now)
         return actor
 
-    def clear(self) -> None:
-        self._entries.clear()
-
 
 def presented_key(request: Request) -> str | None:
     key = request.headers.get("x-api-key")

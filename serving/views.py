@@ -8,10 +8,12 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from erp_core.db.models import Lane, LinePromise, OrderLine, Product, SalesOrder
+from erp_core.db.models import Lane, OrderLine, Product, SalesOrder
+from erp_core.db.uow import UnitOfWork
 from erp_core.domain.errors import NotFound
 from erp_core.domain.states import OPEN_LINE_STATES, LineState
 from erp_core.services.quotes import OrderQuote, QuotedLine
+from erp_core.services.stock import current_promises
 from serving.lines import LineView, OrderView
 
 CREDIT_HOLD = str(LineState.CREDIT_HOLD)
@@ -51,7 +53,7 @@ def _quoted(line: QuotedLine) -> LineView:
 
 
 def view_of_order(
-    session: Session,
+    uow: UnitOfWork,
     order_id: int,
     *,
     as_of: datetime | None = None,
@@ -61,7 +63,9 @@ def view_of_order(
     """A captured order's lines as they are now, each with its current promise. ``as_of`` is
     the moment scored (the order's entry for its capture score, now for a rescore); ``quote``
     lends the options it found for the same line numbers; ``open_only`` leaves out lines already
-    shipped, delivered, cancelled or returned (nothing left to predict)."""
+    shipped, delivered, cancelled or returned (nothing left to predict). Runs inside the
+    caller's open unit of work."""
+    session = uow.session
     order = session.get(SalesOrder, order_id)
     if order is None:
         raise NotFound("order", "order_id", order_id)
@@ -70,7 +74,7 @@ def view_of_order(
             select(OrderLine).where(OrderLine.order_id == order_id).order_by(OrderLine.line_no)
         )
     )
-    promises = current_promises(session, [line.id for line in lines])
+    promises = current_promises(uow, [line.id for line in lines])
     carriers = _carriers(session, {line.lane_id for line in lines if line.lane_id is not None})
     costs = _costs(session, {line.sku for line in lines})
     line_nos = {line.id: line.line_no for line in lines}
@@ -111,31 +115,6 @@ def view_of_order(
         lines=tuple(views),
         order_id=order.id,
     )
-
-
-def current_promises(session: Session, line_ids: list[int]) -> dict[int, LinePromise]:
-    """The newest promise of each line (a change of commitment is a new row)."""
-    newest: dict[int, LinePromise] = {}
-    if not line_ids:
-        return newest
-    rows = session.scalars(
-        select(LinePromise).where(LinePromise.line_id.in_(line_ids)).order_by(LinePromise.id)
-    )
-    for promise in rows:
-        newest[promise.line_id] = promise
-    return newest
-
-
-def first_promises(session: Session, line_ids: list[int]) -> dict[int, LinePromise]:
-    first: dict[int, LinePromise] = {}
-    if not line_ids:
-        return first
-    rows = session.scalars(
-        select(LinePromise).where(LinePromise.line_id.in_(line_ids)).order_by(LinePromise.id)
-    )
-    for promise in rows:
-        first.setdefault(promise.line_id, promise)
-    return first
 
 
 def _carriers(session: Session, lane_ids: set[int]) -> dict[int | None, str]:

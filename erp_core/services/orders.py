@@ -501,19 +501,25 @@ def open_exposure(
     return Decimal(str(exposure.scalar_one()))
 
 
-_STANDARD_LANES = (
+_FASTEST_LANES = (
     select(Lane)
-    .where(Lane.dest_region == bindparam("region"), Lane.service_level == "standard")
+    .where(Lane.dest_region == bindparam("region"), Lane.service_level == bindparam("level"))
     .order_by(Lane.transit_days, Lane.cost_per_shipment, Lane.id)
 )
 
 
-def standard_lanes(uow: UnitOfWork, region: str) -> dict[str, Lane]:
-    """The fastest (then cheapest) standard lane from each location to the region."""
+def fastest_lanes(uow: UnitOfWork, region: str, service_level: str) -> dict[str, Lane]:
+    """The fastest (then cheapest) lane of the service level from each location to the region."""
     lanes: dict[str, Lane] = {}
-    for lane in uow.session.execute(_STANDARD_LANES, {"region": region}).scalars():
+    params = {"region": region, "level": service_level}
+    for lane in uow.session.execute(_FASTEST_LANES, params).scalars():
         lanes.setdefault(lane.origin_location_id, lane)
     return lanes
+
+
+def standard_lanes(uow: UnitOfWork, region: str) -> dict[str, Lane]:
+    """The lanes capture promises by: the fastest standard lane from each location."""
+    return fastest_lanes(uow, region, "standard")
 
 
 class Allocator:

@@ -57,6 +57,7 @@ from erp_core.services.orders import (
     DEFAULT_REPLENISH_DAYS,
     LineRequest,
     check_line_request,
+    fastest_lanes,
     open_exposure,
     standard_lanes,
     tier_price_breaks_by_sku,
@@ -469,7 +470,7 @@ class _DryAllocator:
 
     def quote(self) -> list[QuotedLine]:
         placed = [line for draft in self.drafts for line in self.allocate(draft)]
-        express = _express_lanes(self.uow, self.region)
+        express = fastest_lanes(self.uow, self.region, "express")
         substitutes = _Substitutes.read(self.uow, self.stock, placed, self.drafts)
         return [
             replace(
@@ -618,21 +619,6 @@ class _DryAllocator:
 
 
 _LOCATIONS = select(Location).where(Location.id.in_(bindparam("ids", expanding=True)))
-
-_EXPRESS_LANES = (
-    select(Lane)
-    .where(Lane.dest_region == bindparam("region"), Lane.service_level == "express")
-    .order_by(Lane.transit_days, Lane.cost_per_shipment, Lane.id)
-)
-
-
-def _express_lanes(uow: UnitOfWork, region: str) -> dict[str, Lane]:
-    """The fastest (then cheapest) express lane from each location to the region."""
-    lanes: dict[str, Lane] = {}
-    for lane in uow.session.execute(_EXPRESS_LANES, {"region": region}).scalars():
-        lanes.setdefault(lane.origin_location_id, lane)
-    return lanes
-
 
 _SUBSTITUTES = (
     select(

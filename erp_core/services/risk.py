@@ -116,8 +116,9 @@ def _lines(uow: UnitOfWork, order_id: int, line_ids: set[int]) -> dict[int, Orde
             select(OrderLine).where(OrderLine.order_id == order_id, OrderLine.id.in_(line_ids))
         )
     }
-    for line_id in line_ids - lines.keys():
-        raise InvalidValue("line_id", line_id, f"not a line of order {order_id}")
+    missing = sorted(line_ids - lines.keys())
+    if missing:
+        raise InvalidValue("line_id", missing[0], f"not a line of order {order_id}")
     return lines
 
 

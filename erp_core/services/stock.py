@@ -428,6 +428,15 @@ def current_promises(uow: UnitOfWork, line_ids: Collection[int]) -> dict[int, Li
     return newest
 
 
+def first_promises(uow: UnitOfWork, line_ids: Collection[int]) -> dict[int, LinePromise]:
+    """The first promise of several lines (the one KPIs judge) in one query."""
+    uow.write_appended()
+    first: dict[int, LinePromise] = {}
+    for promise in uow.session.execute(_PROMISES_OF_LINES, {"line_ids": list(line_ids)}).scalars():
+        first.setdefault(promise.line_id, promise)
+    return first
+
+
 def first_promise(uow: UnitOfWork, line_id: int) -> LinePromise | None:
     uow.write_appended()
     return uow.session.execute(

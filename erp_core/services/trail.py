@@ -28,6 +28,7 @@ from erp_core.db.models import (
 )
 from erp_core.db.uow import UnitOfWork
 from erp_core.domain.errors import NotFound
+from erp_core.services.stock import first_promises
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,7 @@ def _approvals_by_case(uow: UnitOfWork, case_ids: list[int]) -> dict[int, list[A
 def _outcomes(uow: UnitOfWork, lines: list[OrderLine]) -> dict[int, Outcome]:
     session = uow.session
     ids = [line.id for line in lines]
-    first: dict[int, LinePromise] = {}
-    for promise in session.scalars(
-        select(LinePromise).where(LinePromise.line_id.in_(ids)).order_by(LinePromise.id)
-    ):
-        first.setdefault(promise.line_id, promise)
+    first = first_promises(uow, ids)
     delivered: dict[int, datetime] = {}
     rows = session.execute(
         select(ShipmentLine.line_id, ShipmentEvent.occurred_at)

@@ -19,6 +19,7 @@ from erp_core.policy import Actor, Policy
 from erp_core.services.orders import CapturedOrder, LineRequest, capture_order
 from erp_core.services.quotes import OrderQuote, quote_order
 from erp_core.services.risk import LineScore, record_scores
+from erp_core.services.stock import current_promises, first_promises
 from erp_core.services.trail import decision_trail
 from serving.lines import OrderView
 from serving.metrics import Metrics, MetricsDep
@@ -41,7 +42,7 @@ from serving.schemas import (
 )
 from serving.scoring import ScoredLine, ScoredOrder, score_order
 from serving.security import ANY_ROLE, RuntimeDep, admits
-from serving.views import current_promises, first_promises, view_of_order, view_of_quote
+from serving.views import view_of_order, view_of_quote
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 log = logging.getLogger("erpx.serving")
@@ -169,7 +170,7 @@ async def capture(
         external_ref=body.external_ref,
     )
     with runtime.reader() as uow:
-        view = view_of_order(uow.session, captured.order_id, quote=quote)
+        view = view_of_order(uow, captured.order_id, quote=quote)
     scored = _score(runtime, view, metrics, kept=True)
     recorded = record_scores(
         runtime.uow(),
@@ -330,7 +331,7 @@ def get_order(
             )
         )
         ids = [line.id for line in lines]
-        first, current = first_promises(uow.session, ids), current_promises(uow.session, ids)
+        first, current = first_promises(uow, ids), current_promises(uow, ids)
         return OrderOut(
             order_id=order.id,
             customer_id=order.customer_id,
@@ -376,7 +377,7 @@ async def rescore(
     features as of now; lines shipped, delivered or cancelled have nothing left to predict."""
     now = runtime.now()
     with runtime.reader() as uow:
-        view = view_of_order(uow.session, order_id, as_of=now, open_only=True)
+        view = view_of_order(uow, order_id, as_of=now, open_only=True)
     scored = _score(runtime, view, metrics, explain)
     return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
 
