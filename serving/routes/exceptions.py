@@ -18,6 +18,7 @@ from erp_core.services.exceptions import (
     resolve_exception,
 )
 from serving.routes import EntityId
+from serving.runtime import Runtime
 from serving.schemas import ExceptionOut, ExceptionsOut, ResolutionIn
 from serving.security import ANY_ROLE, RuntimeDep, admits
 
@@ -138,7 +139,7 @@ def acknowledge(
     """Only the owner role (or an admin) may work a case; anyone else gets a 403."""
     now = runtime.now()
     case = acknowledge_exception(runtime.uow(), actor, exception_id, now)
-    return _out(case, priority(case, 1), now)
+    return _out(case, _priority_of(runtime, case), now)
 
 
 @router.post("/{exception_id}/resolve", response_model=ExceptionOut, summary="Close a case")
@@ -152,4 +153,13 @@ def resolve(
     now = runtime.now()
     text = body.resolution if not body.note else f"{body.resolution}: {body.note.strip()}"
     case = resolve_exception(runtime.uow(), actor, exception_id, text, now)
-    return _out(case, priority(case, 1), now)
+    return _out(case, _priority_of(runtime, case), now)
+
+
+def _priority_of(runtime: Runtime, case: ExceptionCase) -> float:
+    """The case's priority as the queue ranks it (with its customer's tier weight)."""
+    tier = None
+    if case.customer_id is not None:
+        with runtime.reader() as uow:
+            tier = uow.session.scalar(select(Customer.tier).where(Customer.id == case.customer_id))
+    return priority(case, tier_weights(runtime.policy).get(tier, 1))

@@ -120,3 +120,12 @@ def test_an_unknown_case_is_a_404(api: Api) -> None:
     response = api.client.post("/v1/exceptions/424242/acknowledge", headers=api.as_role("admin"))
     assert response.status_code == 404
     assert response.json()["error"]["field"] == "exception_id"
+
+
+def test_acknowledging_answers_the_priority_the_queue_ranks_by(api: Api) -> None:
+    _order(api, "C-GOLD", "GADGET", 12)  # gold (weight 3), 12 x 40.00 = 480 -> 1440
+    (case,) = _queue(api, type="shortage")
+    ack = api.client.post(
+        f"/v1/exceptions/{case['id']}/acknowledge", headers=api.as_role("planner")
+    )
+    assert ack.json()["priority"] == case["priority"] == 1440.0
