@@ -30,7 +30,6 @@
 # %%
 import json
 import os
-import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -59,6 +58,7 @@ from erp_core.simulate.run import SETTLING_DAYS
 from features.build import build_feature_set
 from features.demand import ADI_CUT, CV2_CUT
 from features.truth_labels import load_pricing_truth
+from training import tracking
 from training.demand_forecast import LABEL as DEMAND_LABEL
 from training.demand_forecast import true_expected_units
 from training.frames import entry_span, midnight
@@ -117,7 +117,7 @@ findings |= {"orders": counts["sales_orders"], "lines": counts["order_lines"]}
 # wobbles around the expected one by chance alone.
 
 # %%
-work = Path(tempfile.mkdtemp(prefix="erpx-notebook-"))
+work = tracking.frames_folder(settings, "erpx-notebook-")
 history_end = midnight(last_entry.date()) + timedelta(days=1)
 built = build_feature_set("demand", URL, first_entry.date(), history_end, work, calendar)
 demand = pd.read_parquet(built.frame_path)

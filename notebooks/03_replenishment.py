@@ -163,6 +163,7 @@ for klass, row in wrmsse.iterrows():
 findings |= {
     "version": registered.version,
     "model_wrmsse": overall[df.MODEL].wrmsse,
+    "wrmsse": {name: s.wrmsse for name, s in overall.items()},
     "logged_model_wrmsse": logged[f"{df.MODEL}_{df.ALL}_wrmsse"],
     "wrmsse_by_class": {k: {n: float(v) for n, v in r.items()} for k, r in wrmsse.iterrows()},
 }

@@ -132,6 +132,7 @@ if test_scores:
     print(f"The run logged the same model PR AUC to within {reproduced:.1e}.")
     findings |= {
         "test_model_pr_auc": test_scores[mj.MODEL].pr_auc,
+        "test_pr_auc": {name: s.pr_auc for name, s in test_scores.items()},
         "logged_model_pr_auc": logged[f"{mj.MODEL}_pr_auc"],
     }
 else:
