@@ -137,7 +137,7 @@ def test_the_margin_notebook_reproduces_the_test_scores_and_judges_every_anomaly
     if logged.get("model_pr_auc") is not None:  # the test weeks held a labelled anomaly
         for detector, pr_auc in found["test_pr_auc"].items():
             assert pr_auc == pytest.approx(logged[f"{detector}_pr_auc"], abs=1e-9), detector
-    assert found["held_out_anomalies"] > 0
+    assert found["window_anomalies"] > 0
     assert found["pr_auc_by_type"] and set(found["pr_auc_by_type"]) <= set(ANOMALY_TYPES)
     assert all(0 < v <= 1 for v in found["pr_auc_by_type"].values())
-    assert 0 <= found["top10_hits"] <= min(10, found["held_out_anomalies"])
+    assert 0 <= found["top10_hits"] <= min(10, found["window_anomalies"])
