@@ -313,7 +313,7 @@ if abs(shift) >= 0.03:
 # ## Lift: how many late lines a short alert queue catches
 #
 # Flag the riskiest x% of lines and count the share of all late lines among them. The dotted line
-# is the alert budget the gate judges (10% of lines); random flagging catches 10% there.
+# is the alert budget the gate judges (`ALERT_BUDGET`); random flagging catches that share.
 
 # %%
 figure = plots.lift_figure(outcomes, probabilities)

@@ -172,12 +172,12 @@ findings |= {
 # ## The backtest: fill rate against inventory
 #
 # `run_backtest` replays the test weeks day by day for every pair: receipts arrive, demand is
-# served from stock (what cannot be served is lost), and every 7 days the policy orders up to
+# served from stock (what cannot be served is lost), and every review period the policy orders up to
 # its level when the position is at or below its reorder point, each order taking the supplier's
 # next real lead time. The policies:
 #
 # * **model**: ours, from the forecast's rate and its error spread, at the ABC class's fill
-#   target (A 98%, B 95%, C 90%);
+#   target (`FILL_TARGET`, printed below);
 # * **min_max_30d**: the classic ERP rule, min = 30-day average x (lead time + a week), max = min
 #   + a review period;
 # * **moving_average_base_stock**: base stock from the 28-day average and its spread;
@@ -191,6 +191,7 @@ print(
     f"review every {result['review_days']} days"
 )
 print(policies.round(3).to_string())
+print("fill targets by ABC class: " + ", ".join(f"{k} {v:.0%}" for k, v in rp.FILL_TARGET.items()))
 
 # %% [markdown]
 # One point per policy says little: a policy that holds more stock fills more. To compare like
