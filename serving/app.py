@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from erp_core.settings import Settings, get_settings
 from serving import errors, limits, metrics
+from serving.page import routes as page
 from serving.routes import exceptions, orders, reports, shipments, system
 from serving.runtime import Runtime, build_runtime
 
@@ -53,4 +54,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     metrics.install(app)
     for module in (system, orders, exceptions, shipments, reports):
         app.include_router(module.router)
+    page.install(app)  # the control tower at /, logged in with an API key
     return app

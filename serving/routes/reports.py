@@ -75,6 +75,12 @@ _CACHE = _ReportCache()
 register(ModelUnavailable, 503)
 
 
+def cached_report(runtime: Any, location: str | None) -> Any:
+    """The report this endpoint serves (built at most every REPORT_CACHE_SECONDS), for the
+    control tower page to show the same recommendations without building them twice."""
+    return _CACHE.get(runtime, location)
+
+
 def _build(runtime: Any, location: str | None) -> Any:
     from training import tracking
     from training.demand_forecast import REGISTERED_NAME
