@@ -29,6 +29,9 @@ from tests.serving.conftest import Api
 PUBLIC = {"/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", "/healthz", "/readyz"}
 """What answers without a key; every other route must declare the roles it admits."""
 
+PAGE_ASSETS = {"/static/page"}
+"""The control tower's stylesheet: public, it holds no data."""
+
 MALFORMED = [
     "",
     "   ",
@@ -58,8 +61,27 @@ def _routes() -> list[tuple[str, str]]:
     return found
 
 
+def _is_page_route(route: Any) -> bool:
+    """The control tower's routes: guarded by the login session (a cookie), not by ``admits``;
+    tests/serving/test_page.py proves their roles, the test below that they show nothing
+    without a session."""
+    return getattr(route, "endpoint", None) is not None and route.endpoint.__module__ == (
+        "serving.page.routes"
+    )
+
+
 ROUTES = _routes()
-GUARDED = [(method, path) for method, path in ROUTES if path not in PUBLIC]
+PAGE = [
+    (method, route.path)
+    for route in _flat_routes(create_app())
+    if _is_page_route(route)
+    for method in sorted(route.methods - {"HEAD", "OPTIONS"})
+]
+GUARDED = [
+    (method, path)
+    for method, path in ROUTES
+    if path not in PUBLIC | PAGE_ASSETS and (method, path) not in PAGE
+]
 
 
 def _concrete(path: str) -> str:
@@ -114,7 +136,26 @@ def test_the_routes_are_read_from_the_app_and_include_every_resource() -> None:
     for expected in ("/v1/orders", "/v1/orders/score", "/v1/exceptions", "/v1/kpis", "/v1/access"):
         assert expected in paths
     routes = _flat_routes(create_app())
-    assert all(isinstance(r, APIRoute) or r.path in PUBLIC for r in routes)
+    assert all(isinstance(r, APIRoute) or r.path in PUBLIC | PAGE_ASSETS for r in routes), [
+        r.path for r in routes
+    ]
+    assert {path for _, path in PAGE} >= {"/", "/login", "/logout"}
+
+
+@pytest.mark.parametrize(("method", "path"), PAGE, ids=[f"{m} {p}" for m, p in PAGE])
+def test_without_a_session_a_page_route_shows_no_data_even_with_an_api_key_header(
+    api: Api, client: TestClient, method: str, path: str
+) -> None:
+    """The page reads its key from the session cookie only: an ``X-API-Key`` header (even the
+    admin's) opens nothing, so a cross-site form cannot ride a key the browser never holds."""
+    for headers in ({}, {"X-API-Key": api.keys["admin"]}, {"Authorization": "Bearer x"}):
+        response = _call(client, method, path, headers)
+        assert response.status_code in (200, 303, 401), (path, response.status_code)
+        if response.status_code == 303:
+            assert response.headers["location"] == "/"
+        else:
+            assert 'name="api_key"' in response.text, (path, response.text[:300])
+            assert "Exception queue" not in response.text
 
 
 @pytest.mark.parametrize("path", sorted(PUBLIC))
