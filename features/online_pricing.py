@@ -149,7 +149,7 @@ class _ByKey:
         order = order[codes[order] >= 0]  # a line without a full key belongs to none
         sorted_codes = codes[order]
         starts = np.flatnonzero(np.diff(sorted_codes, prepend=-1))
-        ends = np.append(starts[1:], len(order))
+        ends = np.append(starts[1:], len(order))[: len(starts)]  # none when nothing was paid
         slices = {
             tuple(keys[code]): (int(start), int(end))
             for code, start, end in zip(sorted_codes[starts], starts, ends, strict=True)

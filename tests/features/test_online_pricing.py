@@ -202,6 +202,15 @@ def test_the_first_draft_of_a_customer_has_no_history(hand_pricing: HandPricing)
     assert row["discount_beyond_threshold"] and row["price_overridden"]
 
 
+def test_an_index_of_a_database_with_no_orders_yet_scores_a_first_draft(world) -> None:
+    """A fresh install (master data, no order captured): the index builds, and the first draft
+    has no history of its own, its tier or its customer."""
+    online = OnlinePricing.from_database(world.engine, CALENDAR)
+    row = online.features(gold(day(1), widgets(3, 9.0))).iloc[0]
+    assert row["customer_price_count"] == 0 and row["tier_price_count_90d"] == 0
+    assert math.isnan(row["customer_last_price"]) and row["tier_price"] == 9.0
+
+
 def test_lines_of_the_drafts_instant_do_not_count_and_a_moment_later_they_do(
     hand_pricing: HandPricing,
 ):
