@@ -497,12 +497,17 @@ class _DryAllocator:
             ),
             allow_split=self.allow_split,
         )
-        # As the plan saw them: before any part of this line takes stock or joins a queue.
-        others = [self._other_locations(sku, part, replenish_date) for part in plan]
         numbers = [draft.line_no, *self._split_numbers(len(plan) - 1)]
+        # Each part's alternatives as they stand once the parts before it took their stock: a
+        # backordered remainder is never told to ship what a sibling part already holds.
         return [
-            self._apply(draft, part, line_no, LineOptions(other_locations=alternatives))
-            for part, line_no, alternatives in zip(plan, numbers, others, strict=True)
+            self._apply(
+                draft,
+                part,
+                line_no,
+                LineOptions(other_locations=self._other_locations(sku, part, replenish_date)),
+            )
+            for part, line_no in zip(plan, numbers, strict=True)
         ]
 
     def promise(self, location_id: str, ready_on: date | None) -> Promise:

@@ -576,6 +576,19 @@ def test_other_location_option_says_what_it_would_promise(world):
     )
 
 
+def test_a_backordered_remainder_is_not_offered_the_stock_its_sibling_part_took(world):
+    """WEST 5 and EAST 3 of 10: the remainder waits at WEST, and EAST shows 0 free (its 3 went
+    to the sibling part), so no action can tell the desk to ship them twice."""
+    stock(world, "WIDGET", "WEST", 5)
+    stock(world, "WIDGET", "EAST", 3)
+    quoted = quote(world, "C-GOLD", LineRequest("WIDGET", 10))
+    west, east, remainder = quoted.lines
+    assert (east.location_id, east.quantity, remainder.state) == ("EAST", 3, "backordered")
+    assert [o.free_now for o in west.options.other_locations] == [3]
+    (offered,) = remainder.options.other_locations
+    assert (offered.location_id, offered.free_now, offered.from_stock) == ("EAST", 0, False)
+
+
 def test_other_location_without_stock_promises_from_its_receipt(world):
     stock(world, "WIDGET", "WEST", 50)
     place_po(world, "WIDGET", 20, D0 + timedelta(days=2), location="EAST")
