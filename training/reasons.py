@@ -50,6 +50,27 @@ PHRASES: dict[str, str] = {
     "peak_season": "peak season",
     "product_category": "product category {value}",
     "abc_class": "ABC class {value}",
+    "promised_ship_weekday": "promised to ship on weekday {value:.0f} (0 = Monday)",
+    "holiday_near_promised_ship": "a holiday falls on or just after the promised ship date",
+    "price_approval_pending": "the price waits for a discount approval",
+    "approval_blocks_promise": "a pending discount approval stops the promised ship date",
+    "backorder_slack_bdays": (
+        "{value:.0f} business days of slack from the expected receipt to the promised ship date"
+    ),
+    "backorder_receipt_covered": "an open purchase order covers the backorder",
+    "covering_receipt_overdue_bdays": (
+        "the covering purchase order is {value:.0f} business days past its expected date"
+    ),
+    "location_ontime_ship_rate_7d": "the location shipped {value:.0%} on time in the last 7 days",
+    "region_ontime_due_rate_7d": (
+        "{value:.0%} of the lines due in the ship region in 7 days arrived on time"
+    ),
+    "carrier_ontime_due_rate_14d": (
+        "{value:.0%} of the carrier's lines due in 14 days arrived on time"
+    ),
+    "supplier_late_share_56d": "the supplier delivered {value:.0%} of receipts late in 56 days",
+    "fulfilling_location": "fulfilled from {value}",
+    "carrier": "carried by {value}",
 }
 
 

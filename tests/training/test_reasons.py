@@ -1,6 +1,7 @@
 import numpy as np
 
-from training.reasons import phrase, top_reasons
+from features.registry import LATE_SHIPMENT
+from training.reasons import PHRASES, phrase, top_reasons
 
 NAMES = ["pick_backlog_ratio", "lane_ontime_delivery_rate_28d", "customer_tier", "mystery"]
 
@@ -40,4 +41,12 @@ def test_reasons_name_the_location_and_carrier_when_the_caller_knows_them():
     )
     assert phrase("pick_backlog_ratio", 2.34, {"carrier": "Swift"}) == (
         "pick backlog at the location is 2.3x its daily pick capacity"
+    )
+
+
+def test_every_late_shipment_feature_has_a_sentence_a_person_can_read():
+    missing = [spec.name for spec in LATE_SHIPMENT.features if spec.name not in PHRASES]
+    assert missing == []
+    assert phrase("backorder_slack_bdays", 1.0) == (
+        "1 business days of slack from the expected receipt to the promised ship date"
     )
