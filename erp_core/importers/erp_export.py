@@ -177,13 +177,17 @@ def import_erp_export(
     actor: Actor = IMPORT_ACTOR,
     now: datetime | None = None,
     progress: Progress | None = None,
+    parsed: ParsedExport | None = None,
 ) -> ImportReport:
     """Load the export at ``directory``; refuses it whole (``ExportRefused``, nothing written) or
-    loads every row that passes, in one transaction. Returns the report (not yet written)."""
+    loads every row that passes, in one transaction. Returns the report (not yet written).
+    ``parsed`` is the directory already read by ``read_export`` (the CLI reads it before it
+    creates the database, so a refused load leaves not even an empty database behind)."""
     started = clock.perf_counter()
     step = progress or (lambda _name: None)
     step("reading files")
-    parsed = read_export(directory)
+    if parsed is None:
+        parsed = read_export(directory)
     moment = now or datetime.now(UTC)
     loader = _Loader(uow, parsed, actor, moment, step)
     with uow:
