@@ -18,6 +18,7 @@ import typer
 from erp_core import cli as core
 from erp_core.db.migrate import upgrade_to_head
 from erp_core.db.uow import UnitOfWork
+from erp_core.importers.cli import export_app, import_app
 from erp_core.policy import Actor, load_policy
 from erp_core.settings import Settings
 from features.cli import app as features_app
@@ -35,6 +36,8 @@ app.registered_callback = core.app.registered_callback
 app.registered_commands.extend(core.app.registered_commands)
 app.add_typer(features_app, name="features")
 app.add_typer(train_app, name="train")
+app.add_typer(import_app, name="import")
+app.add_typer(export_app, name="export")
 app.command("retrain")(retrain)
 report_app = typer.Typer(
     name="report",
