@@ -36,6 +36,7 @@ from erp_core.services.stock import (
     allocate_backorder,
     current_promise,
     lock_balance,
+    lock_balances,
     record_promise,
     release_backorders,
     unreserve,
@@ -354,9 +355,19 @@ def cancel_order_lines(
                 value=order.id,
             )
         freed: set[tuple[str, str]] = set()
+        # Every balance up front, in the one sorted order (one at a time, line by line, a
+        # cancel of WIDGET then GADGET deadlocked with a capture locking GADGET then WIDGET).
+        balances = lock_balances(
+            uow,
+            [
+                (line.sku, line.location_id)
+                for line in targets
+                if line.state == LineState.ALLOCATED and line.location_id is not None
+            ],
+        )
         for line in targets:
             if line.state == LineState.ALLOCATED and line.location_id is not None:
-                balance = lock_balance(uow, line.sku, line.location_id)
+                balance = balances[(line.sku, line.location_id)]
                 unreserve(uow, balance, line, "cancelled", actor, now)
                 freed.add((line.sku, line.location_id))
             transition(

@@ -8,7 +8,16 @@ got is one order, and every order in the database was answered to some client.""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
+from erp_core.db.uow import UnitOfWork
+from erp_core.policy import load_policy
+from erp_core.services.order_changes import cancel_order_lines
+from erp_core.services.orders import LineRequest, capture_order
+from erp_core.services.stock import lock_balances
+from tests.conftest import SALES
+from tests.e2e.conftest import NOW
 from tests.reliability.load import (
     LoadPlan,
     Server,
@@ -16,6 +25,7 @@ from tests.reliability.load import (
     check_exactly_once,
     figures,
     invariant_violations,
+    prepare_world,
     recover,
     run_clients,
 )
@@ -44,3 +54,49 @@ def test_sixteen_clients_keep_the_books_and_every_order_exactly_once(
     # A healthy server answers everything: no 5xx, no dropped connection.
     assert measured["errors_by_kind"] == {}
     assert "Traceback" not in server.log()
+
+
+def test_a_cancel_locks_its_balances_in_the_global_order(postgres_schema_url: str) -> None:
+    """What the load found on PostgreSQL: a cancel locked its lines' balances one by one in line
+    order (WIDGET@WEST, then GADGET@WEST) while a capture locks them sorted (GADGET first), and
+    PostgreSQL broke the deadlock by failing one of them (a 503 to the clerk). Here a
+    transaction holds GADGET@WEST while the cancel starts, then asks for WIDGET@WEST: with the
+    balances locked in the one order, the cancel waits holding nothing and both succeed."""
+    world = prepare_world(postgres_schema_url)
+    uow = UnitOfWork.from_url(world.database_url, load_policy())
+    try:
+        order = capture_order(
+            uow,
+            SALES,
+            customer_id="C-GOLD",
+            lines=[LineRequest("WIDGET", 1), LineRequest("GADGET", 1)],
+            now=NOW,
+        )
+        assert [line.state for line in order.lines] == ["allocated", "allocated"]
+        failures: list[BaseException] = []
+
+        def cancel() -> None:
+            try:
+                cancel_order_lines(
+                    UnitOfWork(uow.session_factory, uow.policy),
+                    SALES,
+                    order_id=order.order_id,
+                    now=NOW,
+                )
+            except BaseException as error:
+                failures.append(error)
+
+        holder = UnitOfWork(uow.session_factory, uow.policy)
+        with holder:
+            lock_balances(holder, [("GADGET", "WEST")])
+            canceller = threading.Thread(target=cancel)
+            canceller.start()
+            time.sleep(0.5)  # the cancel is now waiting for a balance
+            lock_balances(holder, [("WIDGET", "WEST")])
+            holder.commit()
+        canceller.join(timeout=30)
+        assert not canceller.is_alive()
+        assert failures == []
+        assert invariant_violations(world.database_url) == []
+    finally:
+        uow.engine.dispose()
