@@ -781,6 +781,8 @@ class _Loader:
         self.step("writing the stock ledger")
         self._write_ledger()
         self._write_records()
+        if not any(self.fresh.values()):
+            return  # nothing new: a repeated import leaves no trace, not even its own audit
         audit(
             self.uow,
             self.actor,

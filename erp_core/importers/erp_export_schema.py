@@ -151,7 +151,8 @@ class Column:
     required: bool = False
     default: Any = None
     minimum: int | None = None
-    """0: must be >= 0 (rule ``negative``); 1 (ints) or ``positive`` (decimals): must be > 0."""
+    """The smallest value allowed: below zero breaks rule ``negative``, zero below a minimum of 1
+    rule ``not_positive`` (``positive`` says the same of decimals: > 0)."""
     positive: bool = False
     allowed: tuple[str, ...] | None = None
 
@@ -500,10 +501,10 @@ def _check_rules(column: Column, value: Any, exported_at: datetime) -> None:
     if column.allowed is not None and value not in column.allowed:
         raise BadValue("not_allowed", f"not one of {', '.join(column.allowed)}")
     if column.positive and value <= 0:
-        raise BadValue("not_positive", "must be > 0")
+        raise BadValue("negative" if value < 0 else "not_positive", "must be > 0")
     if column.minimum is not None and value < column.minimum:
-        if column.minimum == 0:
-            raise BadValue("negative", "must not be negative")
+        if value < 0:
+            raise BadValue("negative", f"must not be negative (>= {column.minimum})")
         raise BadValue("not_positive", f"must be >= {column.minimum}")
     if column.type == "timestamp" and value > exported_at:
         raise BadValue(
