@@ -354,20 +354,34 @@ def cancel_order_lines(
                 field="order_id",
                 value=order.id,
             )
-        freed: set[tuple[str, str]] = set()
-        # Every balance up front, in the one sorted order (one at a time, line by line, a
-        # cancel of WIDGET then GADGET deadlocked with a capture locking GADGET then WIDGET).
-        balances = lock_balances(
-            uow,
-            [
-                (line.sku, line.location_id)
-                for line in targets
-                if line.state == LineState.ALLOCATED and line.location_id is not None
-            ],
+        # Every balance the lines sit at, up front in the one sorted order (one at a time in
+        # line order, a cancel deadlocked with a capture locking them sorted), then the lines
+        # themselves, read again under the lock: a backorder a receipt released since they
+        # were read is allocated now, and its reservation must go with it.
+        lock_balances(
+            uow, [(line.sku, line.location_id) for line in targets if line.location_id is not None]
         )
+        targets = list(
+            uow.session.execute(
+                select(OrderLine)
+                .where(OrderLine.id.in_([line.id for line in targets]))
+                .order_by(OrderLine.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).scalars()
+        )
+        if line_ids is None:
+            targets = [line for line in targets if line.state in CANCELLABLE]
+            if not targets:
+                raise Conflict(
+                    f"order {order.id} has no line that can still be cancelled",
+                    field="order_id",
+                    value=order.id,
+                )
+        freed: set[tuple[str, str]] = set()
         for line in targets:
             if line.state == LineState.ALLOCATED and line.location_id is not None:
-                balance = balances[(line.sku, line.location_id)]
+                balance = lock_balance(uow, line.sku, line.location_id)
                 unreserve(uow, balance, line, "cancelled", actor, now)
                 freed.add((line.sku, line.location_id))
             transition(

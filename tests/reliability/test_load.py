@@ -11,12 +11,16 @@ import json
 import threading
 import time
 
+from sqlalchemy import select
+
+from erp_core.db.models import OrderLine, PurchaseOrder, PurchaseOrderLine
 from erp_core.db.uow import UnitOfWork
 from erp_core.policy import load_policy
 from erp_core.services.order_changes import cancel_order_lines
 from erp_core.services.orders import LineRequest, capture_order
+from erp_core.services.purchasing import receive_purchase_order_line
 from erp_core.services.stock import lock_balances
-from tests.conftest import SALES
+from tests.conftest import LOGISTICS, SALES
 from tests.e2e.conftest import NOW
 from tests.reliability.load import (
     LoadPlan,
@@ -97,6 +101,66 @@ def test_a_cancel_locks_its_balances_in_the_global_order(postgres_schema_url: st
         canceller.join(timeout=30)
         assert not canceller.is_alive()
         assert failures == []
+        assert invariant_violations(world.database_url) == []
+    finally:
+        uow.engine.dispose()
+
+
+def test_a_cancel_racing_a_receipt_that_releases_its_backorder_frees_the_reservation(
+    postgres_schema_url: str,
+) -> None:
+    """What the load found next on PostgreSQL: a cancel read a line as backordered, a receipt
+    released the backorder (a reservation for the line) and committed, and the cancel then
+    wrote the line cancelled over it, leaving the reservation active on a cancelled line
+    (stock held for nobody). Here the receipt's transaction is held open while the cancel
+    starts; the cancel must read the line again once it may change it, and free the stock."""
+    world = prepare_world(postgres_schema_url)
+    uow = UnitOfWork.from_url(world.database_url, load_policy())
+    try:
+        order = capture_order(
+            uow,
+            SALES,
+            customer_id="C-GOLD",
+            lines=[LineRequest("GADGET", 25)],  # 10 on hand at WEST: backordered whole
+            now=NOW,
+            allow_split=False,
+        )
+        assert [line.state for line in order.lines] == ["backordered"]
+        with uow:
+            po_line = uow.session.scalar(
+                select(PurchaseOrderLine.id)
+                .join(PurchaseOrder)
+                .where(PurchaseOrderLine.sku == "GADGET", PurchaseOrder.location_id == "WEST")
+            )
+        failures: list[BaseException] = []
+
+        def cancel() -> None:
+            try:
+                cancel_order_lines(
+                    UnitOfWork(uow.session_factory, uow.policy),
+                    SALES,
+                    order_id=order.order_id,
+                    now=NOW,
+                )
+            except BaseException as error:
+                failures.append(error)
+
+        receipt = UnitOfWork(uow.session_factory, uow.policy)
+        with receipt:
+            released = receive_purchase_order_line(
+                receipt, LOGISTICS, purchase_order_line_id=po_line, quantity=25, now=NOW
+            )
+            assert released.released_line_ids == [order.lines[0].line_id]
+            canceller = threading.Thread(target=cancel)
+            canceller.start()
+            time.sleep(0.5)  # the cancel has read the line as backordered, and waits
+            receipt.commit()
+        canceller.join(timeout=30)
+        assert not canceller.is_alive()
+        assert failures == []
+        with uow:
+            line = uow.session.get(OrderLine, order.lines[0].line_id)
+            assert line is not None and line.state == "cancelled"
         assert invariant_violations(world.database_url) == []
     finally:
         uow.engine.dispose()
