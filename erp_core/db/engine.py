@@ -42,9 +42,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # How long a writer waits for the lock: the URL's ?timeout= (seconds, pysqlite's own URL
+    # parameter), else SQLITE_BUSY_TIMEOUT_S.
+    given = make_url(url).query.get("timeout")
+    timeout = float(given) if isinstance(given, str) else SQLITE_BUSY_TIMEOUT_S
     engine = create_engine(
         url,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False},
+        connect_args={"timeout": timeout, "check_same_thread": False},
         **kwargs,
     )
 
@@ -54,7 +58,7 @@ def _sqlite_engine(url: str, database: str | None, **kwargs: Any) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute(f"PRAGMA busy_timeout={round(timeout * 1000)}")
         if database and database != ":memory:":
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
