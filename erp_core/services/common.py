@@ -29,8 +29,15 @@ def get_or_raise(
     for_update: bool = False,
     options: Sequence[ORMOption] = (),
 ) -> ModelT:
-    """The row with primary key ``key``, or NotFound naming the field the caller gave."""
-    row = session.get(model, key, with_for_update=for_update or None, options=options)
+    """The row with primary key ``key``, or NotFound naming the field the caller gave.
+
+    ``for_update`` locks it ``FOR NO KEY UPDATE`` on PostgreSQL (what an UPDATE of its other
+    columns takes): writers of the row still queue, but a row inserted meanwhile that refers to
+    it (an exception case naming a locked customer) does not wait for the lock. With ``FOR
+    UPDATE`` a capture holding its customer and waiting for a balance deadlocked with a cancel
+    holding that balance and opening a case for the same customer."""
+    lock = {"key_share": True} if for_update else None
+    row = session.get(model, key, with_for_update=lock, options=options)
     if row is None:
         raise NotFound(entity, field, key)
     return row

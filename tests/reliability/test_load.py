@@ -13,9 +13,11 @@ import time
 
 from sqlalchemy import select
 
-from erp_core.db.models import OrderLine, PurchaseOrder, PurchaseOrderLine
+from erp_core.db.models import Customer, OrderLine, PurchaseOrder, PurchaseOrderLine
 from erp_core.db.uow import UnitOfWork
 from erp_core.policy import load_policy
+from erp_core.services.common import lock_row
+from erp_core.services.exceptions import open_exception
 from erp_core.services.order_changes import cancel_order_lines
 from erp_core.services.orders import LineRequest, capture_order
 from erp_core.services.purchasing import receive_purchase_order_line
@@ -162,5 +164,37 @@ def test_a_cancel_racing_a_receipt_that_releases_its_backorder_frees_the_reserva
             line = uow.session.get(OrderLine, order.lines[0].line_id)
             assert line is not None and line.state == "cancelled"
         assert invariant_violations(world.database_url) == []
+    finally:
+        uow.engine.dispose()
+
+
+def test_a_locked_customer_does_not_hold_up_a_case_that_names_it(postgres_schema_url: str) -> None:
+    """The third deadlock the load found on PostgreSQL: a capture locked its customer (FOR
+    UPDATE) and waited for a balance a cancel held, while the cancel, releasing a backorder,
+    opened a case naming that customer, whose foreign key check waited for the customer's
+    lock. Locked FOR NO KEY UPDATE, the customer no longer blocks a row that refers to it."""
+    world = prepare_world(postgres_schema_url)
+    uow = UnitOfWork.from_url(world.database_url, load_policy())
+    try:
+        opened: list[int] = []
+
+        def open_case() -> None:
+            writer = UnitOfWork(uow.session_factory, uow.policy)
+            with writer:
+                customer = writer.session.get(Customer, "C-GOLD")
+                opened.append(open_exception(writer, SALES, NOW, "shortage", customer=customer).id)
+                writer.commit()
+
+        holder = UnitOfWork(uow.session_factory, uow.policy)
+        with holder:
+            lock_row(holder, Customer, "C-GOLD", entity="customer", field="customer_id")
+            writer = threading.Thread(target=open_case)
+            writer.start()
+            writer.join(timeout=5)
+            waited = writer.is_alive()
+            holder.commit()
+        writer.join(timeout=30)
+        assert not waited, "the case waited for the customer's lock"
+        assert len(opened) == 1
     finally:
         uow.engine.dispose()
