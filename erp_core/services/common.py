@@ -4,7 +4,7 @@ state transitions, and parsing of user values."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -80,6 +80,10 @@ def get_kept_or_raise(
 def require_aware(field: str, moment: datetime) -> datetime:
     if not isinstance(moment, datetime) or moment.tzinfo is None:
         raise InvalidValue(field, moment, "must be a timezone-aware datetime")
+    try:
+        moment.astimezone(UTC)  # 0001-01-01T00:00+01:00 is in year 0 in UTC: no datetime
+    except OverflowError as error:
+        raise InvalidValue(field, moment, "is out of range in UTC") from error
     return moment
 
 
