@@ -1,5 +1,6 @@
-"""``erpx import erp-export DIR`` and ``erpx export erp-export DIR``: the ERP export format
-(``docs/import-format.md``) in and out of the database at ERPX_DATABASE_URL.
+"""``erpx import erp-export DIR``, ``erpx export erp-export DIR`` and ``erpx import scms PATH``:
+the ERP export format (``docs/import-format.md``) in and out of the database at
+ERPX_DATABASE_URL, and the USAID SCMS delivery history mapped to it and loaded.
 
 A refused load (no manifest, an unknown format version, a missing file or column, a file that is
 not UTF-8 or not comma separated) prints one red line naming file, column and value and exits
@@ -12,6 +13,8 @@ stays fast.
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -123,6 +126,120 @@ def import_erp_export_command(
             markup=False,
         )
         raise typer.Exit(USER_ERROR_EXIT_CODE)
+
+
+@import_app.command("scms")
+@reports_user_errors
+def import_scms_command(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="SCMS_Delivery_History_Dataset.csv (USAID SCMS)."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder for the export-format files the SCMS file is mapped to (default: the "
+        "report folder's export/).",
+    ),
+    database_url: str | None = typer.Option(
+        None, help="Load into this database instead of ERPX_DATABASE_URL."
+    ),
+    report_dir: Path | None = typer.Option(
+        None,
+        help="Folder for report.json and rejects.csv (default: ERPX_VAR_DIR/imports/"
+        "usaid-scms-<UTC time>).",
+    ),
+    fail_on_reject: bool = typer.Option(
+        False, "--fail-on-reject", help="Exit with code 2 when any SCMS row was rejected."
+    ),
+) -> None:
+    """Map the USAID SCMS delivery history to the ERP export format (docs/import-format.md,
+    "The SCMS mapping") and load it, idempotently: a second import of the same file loads 0."""
+    from erp_core.db.engine import make_engine, make_session_factory
+    from erp_core.db.migrate import upgrade_to_head
+    from erp_core.db.uow import UnitOfWork
+    from erp_core.importers.erp_export import import_erp_export
+    from erp_core.importers.erp_export_schema import read_export
+    from erp_core.importers.scms_export import SOURCE_SYSTEM, write_scms_export
+    from erp_core.policy import load_policy
+
+    settings = settings_of(ctx)
+    url = database_url or settings.database_url
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    folder = report_dir or settings.var_dir / "imports" / f"{SOURCE_SYSTEM}-{stamp}"
+    export_dir = out or folder / "export"
+    started = time.perf_counter()
+    with steps_shown("import scms") as step:
+        report = write_scms_export(path, export_dir, progress=step)  # refusals stop here
+        parsed = read_export(export_dir)
+        step("preparing the database")
+        upgrade_to_head(url)
+        engine = make_engine(url)
+        try:
+            uow = UnitOfWork(make_session_factory(engine), load_policy(settings.policy_path))
+            report.load = import_erp_export(uow, export_dir, progress=step, parsed=parsed)
+        finally:
+            engine.dispose()
+    report.elapsed_seconds = time.perf_counter() - started
+    report_path, rejects_path = report.write(folder)
+    loaded = report.load
+    console.print(entity_table(loaded))
+    if loaded.rejects:
+        console.print(rejects_table(loaded))
+    read = report.scms
+    rate = report.rows_read / max(report.elapsed_seconds, 1e-9)
+    console.print(
+        key_value_table(
+            "import scms",
+            (
+                ("database", database_location(url)),
+                ("file", str(path)),
+                (
+                    "SCMS rows",
+                    f"{report.rows_read:,} read, {report.lines_loaded:,} in the database as "
+                    f"order lines ({loaded.entities['order_lines'].loaded:,} loaded now), "
+                    f"{report.rows_rejected:,} rejected",
+                ),
+                ("rejected when read", _rules(r.rule for r in read.rejects)),
+                ("rejected by the mapping", _rules(r.rule for r in report.mapping_rejects)),
+                ("repaired when read", _repairs(read.repairs)),
+                ("approximated by the mapping", _repairs(report.mapping_repairs)),
+                (
+                    "export rows",
+                    f"{loaded.rows_read:,} read, {loaded.rows_loaded:,} loaded, "
+                    f"{loaded.rows_present:,} already present, {loaded.rows_rejected:,} rejected",
+                ),
+                ("stock ledger", _by_rule(loaded.ledger)),
+                (
+                    "time",
+                    f"{report.elapsed_seconds:.2f} s (mapping {report.map_seconds:.2f} s, "
+                    f"{rate:,.0f} SCMS rows/s)",
+                ),
+                ("export", str(export_dir)),
+                ("report", str(report_path)),
+                ("rejects", str(rejects_path)),
+            ),
+        )
+    )
+    if fail_on_reject and report.rows_rejected:
+        error_console.print(
+            f"error: {report.rows_rejected:,} SCMS rows rejected (see {rejects_path})",
+            style="bold red",
+            markup=False,
+        )
+        raise typer.Exit(USER_ERROR_EXIT_CODE)
+
+
+def _rules(rules: Iterable[str]) -> str:
+    return _by_rule(dict(Counter(rules).most_common()))
+
+
+def _repairs(repairs: dict[str, dict[str, int]]) -> str:
+    return (
+        "; ".join(
+            f"{column}: " + ", ".join(f"{rule} {count:,}" for rule, count in rules.items())
+            for column, rules in repairs.items()
+        )
+        or "none"
+    )
 
 
 def entity_table(report: object) -> Table:
