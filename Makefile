@@ -3,7 +3,7 @@ PY ?= python3
 VENV = .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
-PYTEST_ARGS ?= -m "not slow"
+PYTEST_ARGS ?= -m "not slow" -n 2 --dist loadgroup
 
 .PHONY: run test test-slow lint fmt clean-venv
 
@@ -20,8 +20,9 @@ run: $(STAMP)
 	$(BIN)/erpx demo
 
 # ruff (lint and format), the import-layer contracts, mypy on erp_core, then pytest without the
-# tests marked slow (a 120-day medium world, Dask worker processes), which keeps the suite within
-# 15 minutes on 2 cores; `make test-slow` runs those.
+# tests marked slow (a 120-day medium world, Dask worker processes) on two xdist workers, which
+# keeps the suite within 15 minutes on 2 cores (the folders sharing a simulated world run on one
+# worker each: see SHARED_WORLDS in tests/conftest.py); `make test-slow` runs those.
 test: lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 

@@ -4,10 +4,18 @@ when ERPX_TEST_POSTGRES_URL is set) and a small, fully known distributor world."
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from decimal import Decimal
+from pathlib import Path
+
+# pytest-xdist starts each worker with COLUMNS=80, and rich's console (erp_core.cli, built at
+# import) would freeze that width, wrapping the CLI tests' tables; a test asks for the width it
+# means through CliRunner's env instead.
+os.environ.pop("COLUMNS", None)
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -31,6 +39,15 @@ from erp_core.services.master_data import (
 )
 
 POSTGRES_ENV = "ERPX_TEST_POSTGRES_URL"
+SHARED_WORLDS = (
+    "tests/training/",
+    "tests/features/",
+    "tests/erp_core/simulate/",
+    "tests/notebooks/",
+)
+"""Folders whose files share a session-scoped simulated world: `make test` runs each folder on
+one xdist worker (``--dist loadgroup``) so the world is built once, not once per worker; every
+other file is a group of its own."""
 ADMIN = Actor("admin-1", "admin")
 SALES = Actor("rep-1", "sales_rep")
 LOGISTICS = Actor("log-1", "logistics")
@@ -215,3 +232,35 @@ def world(uow: UnitOfWork) -> UnitOfWork:
 def sqlite_world(sqlite_uow: UnitOfWork) -> UnitOfWork:
     load_master_data(sqlite_uow, ADMIN, small_world(), T0)
     return sqlite_uow
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put each test in its xdist group (see SHARED_WORLDS); without xdist the mark is inert."""
+    root = config.rootpath
+    for item in items:
+        path = item.path.relative_to(root).as_posix()
+        group = next((folder for folder in SHARED_WORLDS if path.startswith(folder)), path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+_MLFLOW_TEMPLATE: list[Path] = []
+
+
+def mlflow_store(folder: Path) -> str:
+    """The tracking URI of a new, empty MLflow SQLite store at ``folder/mlflow.db``.
+
+    MLflow migrates a new SQLite store through its whole Alembic history on first use (3-6 s on
+    a busy 2-core machine), and dozens of tests each want a store of their own; so the store is
+    migrated once per test process and copied. The copy is a real store of the installed MLflow,
+    empty but for the default experiment, which erpx never uses (each model has its own
+    experiment with its artifacts under the settings' artifact root)."""
+    if not _MLFLOW_TEMPLATE:
+        from mlflow import MlflowClient
+
+        template = Path(tempfile.mkdtemp(prefix="erpx-mlflow-template-")) / "mlflow.db"
+        uri = f"sqlite:///{template}"
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
+        _MLFLOW_TEMPLATE.append(template)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_MLFLOW_TEMPLATE[0], folder / "mlflow.db")
+    return f"sqlite:///{folder / 'mlflow.db'}"

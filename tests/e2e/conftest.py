@@ -26,7 +26,7 @@ from erp_core.db.migrate import upgrade_to_head
 from erp_core.db.uow import UnitOfWork
 from erp_core.policy import load_policy
 from erp_core.services.master_data import load_master_data
-from tests.conftest import ADMIN, T0, small_world, stock
+from tests.conftest import ADMIN, T0, mlflow_store, small_world, stock
 from tests.serving.conftest import keys_for_every_role
 
 NOW = T0 + timedelta(hours=1)
@@ -78,7 +78,7 @@ def server_environment(folder: Path, url: str) -> dict[str, str]:
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("ERPX_")}
     return inherited | {
         "ERPX_DATABASE_URL": url,
-        "ERPX_MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
+        "ERPX_MLFLOW_TRACKING_URI": mlflow_store(folder),
         "ERPX_MLFLOW_ARTIFACT_ROOT": str(folder / "mlartifacts"),
         "ERPX_VAR_DIR": str(folder / "var"),
         "ERPX_FROZEN_NOW": NOW.isoformat(),

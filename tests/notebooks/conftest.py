@@ -17,6 +17,7 @@ import pytest
 
 from erp_core.settings import Settings
 from serving import demo
+from tests.conftest import mlflow_store
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 SEED = 7
@@ -47,7 +48,7 @@ def notebook_world(tmp_path_factory: pytest.TempPathFactory) -> NotebookWorld:
     settings = Settings(
         database_url=f"sqlite:///{folder / 'erpx.db'}",
         var_dir=folder / "var",
-        mlflow_tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        mlflow_tracking_uri=mlflow_store(folder),
         mlflow_artifact_root=str(folder / "mlartifacts"),
     )
     demo.prepare_world(settings, "small", demo.MIN_DAYS, SEED, lambda _what: None)

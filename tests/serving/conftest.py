@@ -17,7 +17,7 @@ from erp_core.settings import Settings
 from serving.app import create_app
 from serving.models import ModelSet
 from serving.runtime import Runtime, build_runtime
-from tests.conftest import ADMIN, T0, stock
+from tests.conftest import ADMIN, T0, mlflow_store, stock
 
 NOW = T0 + timedelta(hours=1)
 """The API's frozen clock: Tuesday 2026-03-03 10:00 UTC, before both locations' cut-off."""
@@ -50,7 +50,7 @@ def serve(uow: UnitOfWork, tmp_path, models: ModelSet | None = None) -> Iterator
         database_url=url_of(uow),
         frozen_now=NOW,
         var_dir=tmp_path,
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        mlflow_tracking_uri=mlflow_store(tmp_path),
         mlflow_artifact_root=str(tmp_path / "mlartifacts"),
         api_key_cache_seconds=0,
     )

@@ -27,6 +27,7 @@ from erp_core.simulate.run import simulate
 from serving.app import create_app
 from serving.models import LATE_SHIPMENT, MARGIN_ANOMALY, ModelSet, load_models
 from serving.runtime import build_runtime
+from tests.conftest import mlflow_store
 from tests.serving.conftest import keys_for_every_role
 from training import tracking
 from training.frames import SplitPlan
@@ -49,7 +50,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     base = Settings(
         database_url=f"sqlite:///{folder / 'world.db'}",
         var_dir=folder,
-        mlflow_tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        mlflow_tracking_uri=mlflow_store(folder),
         mlflow_artifact_root=str(folder / "mlartifacts"),
     )
     simulate(base, "small", days=120, seed=7)

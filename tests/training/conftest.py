@@ -12,6 +12,7 @@ from erp_core.domain.calendar import BusinessCalendar
 from erp_core.policy import load_policy
 from erp_core.settings import Settings
 from erp_core.simulate.run import SimulationSummary, simulate
+from tests.conftest import mlflow_store
 from training.frames import SplitPlan
 
 SEED = 7
@@ -30,7 +31,7 @@ class TrainingWorld:
         return Settings(
             database_url=self.url,
             var_dir=tracking_dir,
-            mlflow_tracking_uri=f"sqlite:///{tracking_dir / 'mlflow.db'}",
+            mlflow_tracking_uri=mlflow_store(tracking_dir),
             mlflow_artifact_root=str(tracking_dir / "mlartifacts"),
         )
 
