@@ -264,3 +264,22 @@ def mlflow_store(folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_MLFLOW_TEMPLATE[0], folder / "mlflow.db")
     return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+SCMS_FILE = "SCMS_Delivery_History_Dataset.csv"
+
+
+def scms_file() -> Path:
+    """The real USAID SCMS delivery history: ERPX_SCMS_PATH, else the project's shared datasets
+    folder beside the checkout; the calling test is skipped, saying how to point at it, when the
+    file is not on this machine."""
+    repo = Path(__file__).resolve().parents[1]
+    candidates = (
+        os.environ.get("ERPX_SCMS_PATH", ""),
+        str(repo.parent / "shared" / "datasets" / "scms" / SCMS_FILE),
+        f"/work/shared/datasets/scms/{SCMS_FILE}",
+    )
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.skip(f"the SCMS file is not here: set ERPX_SCMS_PATH to {SCMS_FILE}")

@@ -63,12 +63,19 @@ class NotebookRun:
 
 
 def run_notebook(world: NotebookWorld, name: str, folder: Path) -> NotebookRun:
-    """Execute ``notebooks/<name>`` top to bottom as a script in ``folder``; it must exit 0."""
+    """Execute ``notebooks/<name>`` top to bottom as a script in ``folder`` over the world."""
     out = folder / "out"
+    return run_script(name, folder, world.environment(out))
+
+
+def run_script(name: str, folder: Path, environment: dict[str, str]) -> NotebookRun:
+    """Execute ``notebooks/<name>`` as a script in ``folder`` with ``environment`` (which names
+    its output folder as ERPX_NOTEBOOK_OUT); it must exit 0."""
+    out = Path(environment["ERPX_NOTEBOOK_OUT"])
     done = subprocess.run(
         [sys.executable, str(NOTEBOOKS / name)],
         cwd=folder,
-        env=world.environment(out),
+        env=environment,
         capture_output=True,
         text=True,
         timeout=300,

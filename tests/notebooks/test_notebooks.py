@@ -6,6 +6,7 @@ models it reads. Each is also a jupytext percent notebook that Jupyter can open.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import jupytext
@@ -14,21 +15,25 @@ from sqlalchemy import func, select
 
 from erp_core.db.engine import make_engine
 from erp_core.db.models import OrderLine, ServiceAlert
+from erp_core.importers.scms import read_scms
 from erp_core.simulate import truth
 from erp_core.simulate.pricing import ANOMALY_TYPES
+from tests.conftest import scms_file
 from training import demand_forecast as df
 from training import late_shipment as ls
 from training import margin_anomaly as ma
 from training import replenishment as rp
+from training import scms as scms_protocol
 from training import tracking
 
-from .conftest import NOTEBOOKS, NotebookRun, NotebookWorld, run_notebook
+from .conftest import NOTEBOOKS, NotebookRun, NotebookWorld, run_notebook, run_script
 
 NAMES = (
     "01_distributor_world.py",
     "02_late_shipment.py",
     "03_replenishment.py",
     "04_margin_anomalies.py",
+    "05_scms_real_history.py",
 )
 
 
@@ -141,3 +146,46 @@ def test_the_margin_notebook_reproduces_the_test_scores_and_judges_every_anomaly
     assert found["pr_auc_by_type"] and set(found["pr_auc_by_type"]) <= set(ANOMALY_TYPES)
     assert all(0 < v <= 1 for v in found["pr_auc_by_type"].values())
     assert 0 <= found["top10_hits"] <= min(10, found["window_anomalies"])
+
+
+def test_the_scms_notebook_reads_imports_and_scores_the_real_file_as_the_protocol_does(
+    tmp_path: Path,
+) -> None:
+    path = scms_file()
+    out = tmp_path / "out"
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("ERPX_")}
+    environment = inherited | {
+        "ERPX_SCMS_PATH": str(path),
+        "ERPX_VAR_DIR": str(tmp_path / "var"),
+        "ERPX_NOTEBOOK_OUT": str(out),
+        "MPLBACKEND": "Agg",
+    }
+    run = run_script(NAMES[4], tmp_path, environment)
+    assert figures(run, "05") == {
+        "late_rate_by_year",
+        "point_in_time_rate",
+        "precision_recall",
+        "calibration",
+        "kpis_by_year",
+    }
+    found = key_figures(run, NAMES[4])
+    history = read_scms(path)
+    assert (found["rows_read"], found["rows_rejected"]) == (10_324, 0)
+    assert found["repaired_values"] == sum(
+        rows for rules in history.report.repairs.values() for rows in rules.values()
+    )
+    # every SCMS line is an order line in erpx but the 18 priced at 0 (rule not_positive)
+    assert (found["imported_order_lines"], found["import_rejected"]) == (10_306, 18)
+    late = history.lines.assign(year=history.lines["scheduled_delivery_date"].dt.year)
+    expected_rates = late.groupby("year")["late"].mean()
+    assert {int(y): r for y, r in found["late_rate_by_year"].items()} == pytest.approx(
+        {int(y): float(r) for y, r in expected_rates.items()}
+    )
+    evaluation = scms_protocol.evaluate_scms(history.lines)
+    assert found["test_lines"] == evaluation.test_lines
+    assert found["test_roc_auc"]["LightGBM, point-in-time features"] == pytest.approx(
+        evaluation.model.roc_auc, abs=1e-9
+    )
+    # erpx's OTIF of each year, from the imported rows, tells the same story as the file
+    for year, otif in found["otif_by_year"].items():
+        assert otif == pytest.approx(1 - expected_rates[int(year)], abs=0.03), year
