@@ -283,3 +283,8 @@ def scms_file() -> Path:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
     pytest.skip(f"the SCMS file is not here: set ERPX_SCMS_PATH to {SCMS_FILE}")
+
+
+@pytest.fixture(scope="session")
+def scms_path() -> Path:
+    return scms_file()

@@ -5,7 +5,6 @@ names the column, the value and the rule)."""
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -13,23 +12,6 @@ import pytest
 
 from erp_core.domain.errors import InvalidValue
 from erp_core.importers.scms import read_scms
-
-REPO = Path(__file__).resolve().parents[3]
-CANDIDATES = [
-    os.environ.get("ERPX_SCMS_PATH", ""),
-    str(REPO.parent / "shared" / "datasets" / "scms" / "SCMS_Delivery_History_Dataset.csv"),
-    "/work/shared/datasets/scms/SCMS_Delivery_History_Dataset.csv",
-]
-
-
-@pytest.fixture(scope="module")
-def scms_path() -> Path:
-    for candidate in CANDIDATES:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.skip(
-        "the SCMS file is not here: set ERPX_SCMS_PATH to SCMS_Delivery_History_Dataset.csv"
-    )
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -27,23 +26,7 @@ from erp_core.policy import load_policy
 from erp_core.settings import get_settings
 from features.late_shipment import build_late_shipment_frame
 
-REPO = Path(__file__).resolve().parents[3]
-CANDIDATES = [
-    os.environ.get("ERPX_SCMS_PATH", ""),
-    str(REPO.parent / "shared" / "datasets" / "scms" / "SCMS_Delivery_History_Dataset.csv"),
-    "/work/shared/datasets/scms/SCMS_Delivery_History_Dataset.csv",
-]
 SLICE_ROWS = 1_500
-
-
-@pytest.fixture(scope="module")
-def scms_path() -> Path:
-    for candidate in CANDIDATES:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.skip(
-        "the SCMS file is not here: set ERPX_SCMS_PATH to SCMS_Delivery_History_Dataset.csv"
-    )
 
 
 def slice_of(path: Path, target: Path, rows: int) -> Path:
