@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from erp_core.policy import Policy
 from features.online_pricing import OnlinePricing
@@ -49,19 +48,16 @@ def score_margin(
     """One score per line of the order, in its line order."""
     if pricing is None or champion is None or not order.lines:
         return [_rules(line, policy) for line in order.lines]
-    values = pricing.feature_values(draft_of(order))
-    # Text stays object: pandas would otherwise make Arrow-backed strings of it, which the
-    # model's few-row paths then convert back value by value.
-    frame = pd.DataFrame(
-        {
-            name: pd.Series(column, dtype=object) if column.dtype == object else column
-            for name, column in values.items()
-        }
+    # One array per column straight into the model: a DataFrame of a few lines costs more to
+    # build and read back (Series per column, Arrow-backed text) than the model's own work, and
+    # the model reads a mapping of arrays to the same numbers.
+    columns = dict(pricing.feature_values(draft_of(order)))
+    columns[APPROVAL_COLUMN] = np.array(
+        [line.price_approval_pending for line in order.lines], dtype=bool
     )
-    frame[APPROVAL_COLUMN] = np.array([line.price_approval_pending for line in order.lines])
     model = champion.estimator
-    parts = model.score_parts(frame)
-    reasons = model.reasons(frame, parts)
+    parts = model.score_parts(columns)
+    reasons = model.reasons(columns, parts)
     return [
         MarginScore(round(float(score), 6), champion.name, champion.version, reason or None)
         for score, reason in zip(parts.score, reasons, strict=True)

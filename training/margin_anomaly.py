@@ -43,9 +43,9 @@ entered without approval").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 import lightgbm as lgb
 import numpy as np
@@ -107,23 +107,56 @@ def _log_ratio(numerator: Any, denominator: Any) -> np.ndarray:
     return np.where(np.isfinite(out), out, np.nan)
 
 
-def _numbers(frame: pd.DataFrame, name: str) -> np.ndarray:
+Frame: TypeAlias = pd.DataFrame | Mapping[str, np.ndarray]
+"""What scoring reads: a frame, or one array per column (serving's few lines of one order, which
+would pay more for building a DataFrame and reading Series back out of it than for the model;
+both give the same numbers)."""
+
+
+def _numbers(frame: Frame, name: str) -> np.ndarray:
     column = frame[name]
     if isinstance(column.dtype, np.dtype) and column.dtype.kind in "biuf":
-        return column.to_numpy(dtype=np.float64)  # the same numbers, without pandas' detour
-    return pd.to_numeric(column, errors="raise").astype("float64").to_numpy()
+        # the same numbers, without pandas' detour
+        return np.asarray(column, dtype=np.float64)
+    return pd.to_numeric(pd.Series(column), errors="raise").astype("float64").to_numpy()
 
 
-def check_columns(frame: pd.DataFrame) -> None:
+def _text(frame: Frame, name: str, missing: str) -> np.ndarray:
+    """A text column as plain str objects, ``missing`` where null (pandas' string reading)."""
+    column = frame[name]
+    if isinstance(column, np.ndarray) and column.dtype == object:
+        if all(type(value) is str for value in column):  # str exactly, as pandas keeps it
+            return column
+        column = pd.Series(column, dtype=object)
+    return pd.Series(column).astype("string").to_numpy(dtype=object, na_value=missing)
+
+
+def _flags(frame: Frame, name: str) -> np.ndarray:
+    """A boolean column, null read as False; a frame without it reads all False."""
+    if name not in frame:
+        return np.zeros(_length(frame), dtype=bool)
+    column = frame[name]
+    if isinstance(column, np.ndarray) and column.dtype == bool:
+        return column
+    return pd.Series(column).fillna(False).astype(bool).to_numpy()
+
+
+def _length(frame: Frame) -> int:
+    if isinstance(frame, pd.DataFrame):
+        return len(frame)
+    return len(next(iter(frame.values()))) if frame else 0
+
+
+def check_columns(frame: Frame) -> None:
     """A frame missing a pricing feature the model reads is refused by name."""
-    missing = [spec.name for spec in features() if spec.name not in frame.columns]
+    missing = [spec.name for spec in features() if spec.name not in frame]
     if missing:
         raise InvalidValue(
             "frame", ", ".join(missing), "the model needs these features; the frame lacks them"
         )
 
 
-def context_matrix(frame: pd.DataFrame, encoder: FrameEncoder) -> tuple[np.ndarray, list[str]]:
+def context_matrix(frame: Frame, encoder: FrameEncoder) -> tuple[np.ndarray, list[str]]:
     """The expected-price model's inputs: everything known about the line but its price."""
     base = _numbers(frame, "quantity_break_price")
     numeric = {
@@ -143,23 +176,22 @@ def context_matrix(frame: pd.DataFrame, encoder: FrameEncoder) -> tuple[np.ndarr
             _numbers(frame, "line_units"), _numbers(frame, "customer_usual_units")
         ),
     }
-    codes = encoder.transform(frame)
+    if isinstance(frame, pd.DataFrame):
+        codes = encoder.transform(frame)
+    else:
+        codes = encoder.transform_columns(frame)
     matrix = np.column_stack([*numeric.values(), codes])
     return matrix, [*numeric, *encoder.names]
 
 
-def approval_requested(frame: pd.DataFrame) -> np.ndarray:
+def approval_requested(frame: Frame) -> np.ndarray:
     """The frame's approval column; a frame without it is read as "no approval requested", so a
     discount beyond the threshold is flagged (the rule errs toward an alert)."""
-    if APPROVAL_COLUMN not in frame.columns:
-        return np.zeros(len(frame), dtype=bool)
-    return frame[APPROVAL_COLUMN].fillna(False).astype(bool).to_numpy()
+    return _flags(frame, APPROVAL_COLUMN)
 
 
-def superseded(frame: pd.DataFrame) -> np.ndarray:
-    if SUPERSEDED_COLUMN not in frame.columns:
-        return np.zeros(len(frame), dtype=bool)
-    return frame[SUPERSEDED_COLUMN].fillna(False).astype(bool).to_numpy()
+def superseded(frame: Frame) -> np.ndarray:
+    return _flags(frame, SUPERSEDED_COLUMN)
 
 
 def robust_z(values: np.ndarray, center: float, scale: float) -> np.ndarray:
@@ -348,11 +380,11 @@ class MarginAnomalyModel(BaseEstimator):
 
     # --- scoring --------------------------------------------------------------------------
 
-    def expected_log_ratio(self, X: pd.DataFrame) -> np.ndarray:
+    def expected_log_ratio(self, X: Frame) -> np.ndarray:
         matrix, _ = context_matrix(X, self.encoder_)
         return np.asarray(self.booster_.predict(matrix, num_iteration=self.best_iteration_))
 
-    def _residual(self, X: pd.DataFrame) -> np.ndarray:
+    def _residual(self, X: Frame) -> np.ndarray:
         return _target(X) - self.expected_log_ratio(X)
 
     def _stacked_forest(self) -> StackedForest:
@@ -364,12 +396,12 @@ class MarginAnomalyModel(BaseEstimator):
             self.__dict__["_stacked"] = stacked
         return stacked[1]
 
-    def _scales_of(self, X: pd.DataFrame) -> np.ndarray:
-        channels = X["channel"].astype("string").to_numpy(dtype=object, na_value="")
+    def _scales_of(self, X: Frame) -> np.ndarray:
+        channels = _text(X, "channel", "")
         return np.array([self.scales_.get(str(c), self.default_scale_) for c in channels])
 
     @staticmethod
-    def _shape_features(X: pd.DataFrame, signed_z: np.ndarray) -> np.ndarray:
+    def _shape_features(X: Frame, signed_z: np.ndarray) -> np.ndarray:
         price = _numbers(X, "unit_price")
         columns = [
             signed_z,
@@ -380,7 +412,7 @@ class MarginAnomalyModel(BaseEstimator):
         ]
         return np.nan_to_num(np.column_stack(columns), nan=0.0)
 
-    def score_parts(self, X: pd.DataFrame) -> ScoreParts:
+    def score_parts(self, X: Frame) -> ScoreParts:
         check_columns(X)
         expected_log = self.expected_log_ratio(X)
         residual = _target(X) - expected_log
@@ -404,7 +436,7 @@ class MarginAnomalyModel(BaseEstimator):
             score=np.clip(score, 0.0, 1.0),
         )
 
-    def _rule_scores(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _rule_scores(self, X: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = self.alert_score
         shortfall = 1 - _numbers(X, "unit_price") / _numbers(X, "unit_cost")
         below = np.where(shortfall > 0, a + (1 - a) * np.minimum(shortfall / COST_SEVERITY, 1), 0)
@@ -417,7 +449,7 @@ class MarginAnomalyModel(BaseEstimator):
         stale = np.where(superseded(X), a + (1 - a) * np.minimum(gap / DISCOUNT_SEVERITY, 1), 0.0)
         return below, discount, stale
 
-    def anomaly_score(self, X: pd.DataFrame) -> np.ndarray:
+    def anomaly_score(self, X: Frame) -> np.ndarray:
         """The score in [0, 1] of each line (higher: more anomalous)."""
         return self.score_parts(X).score
 
@@ -431,13 +463,13 @@ class MarginAnomalyModel(BaseEstimator):
         """True where the line reaches the alert score."""
         return self.anomaly_score(X) >= self.alert_score
 
-    def reasons(self, X: pd.DataFrame, parts: ScoreParts | None = None) -> list[str]:
+    def reasons(self, X: Frame, parts: ScoreParts | None = None) -> list[str]:
         """One sentence per line: the rules it breaks, then its strongest price comparison."""
         parts = parts or self.score_parts(X)
         return line_reasons(X, parts, self.threshold_pct_)
 
 
-def _target(frame: pd.DataFrame) -> np.ndarray:
+def _target(frame: Frame) -> np.ndarray:
     return _log_ratio(_numbers(frame, "unit_price"), _numbers(frame, "quantity_break_price"))
 
 
@@ -454,7 +486,7 @@ def compare(ratio: float, what: str) -> str:
     return f"price is {1 - ratio:.0%} below {what}"
 
 
-def line_reasons(X: pd.DataFrame, parts: ScoreParts, threshold_pct: float) -> list[str]:
+def line_reasons(X: Frame, parts: ScoreParts, threshold_pct: float) -> list[str]:
     price = _numbers(X, "unit_price")
     cost = _numbers(X, "unit_cost")
     list_price = _numbers(X, "quantity_break_price")
@@ -462,10 +494,10 @@ def line_reasons(X: pd.DataFrame, parts: ScoreParts, threshold_pct: float) -> li
     customer = _numbers(X, "customer_median_price_5")
     seen = np.minimum(_numbers(X, "customer_price_count"), 5)
     tier = _numbers(X, "tier_median_price_90d")
-    tiers = X["customer_tier"].astype("string").to_numpy(dtype=object, na_value="?")
+    tiers = _text(X, "customer_tier", "?")
     statistical = parts.statistical_score
     reasons = []
-    for i in range(len(X)):
+    for i in range(_length(X)):
         said = []
         if parts.below_cost_score[i] > 0:
             said.append(f"price {1 - price[i] / cost[i]:.0%} below unit cost {cost[i]:.2f}")
@@ -515,7 +547,7 @@ class RulesOnly(BaseEstimator):
         self.model_.threshold_pct_ = self.model_._threshold()
         return self
 
-    def anomaly_score(self, X: pd.DataFrame) -> np.ndarray:
+    def anomaly_score(self, X: Frame) -> np.ndarray:
         return np.maximum.reduce(self.model_._rule_scores(X))
 
 
@@ -540,7 +572,7 @@ class CustomerMedianZ(BaseEstimator):
         )
         return _log_ratio(_numbers(X, "unit_price"), reference.astype("float64").to_numpy())
 
-    def anomaly_score(self, X: pd.DataFrame) -> np.ndarray:
+    def anomaly_score(self, X: Frame) -> np.ndarray:
         return np.nan_to_num(np.abs(self._log_deviation(X)) / self.scale_)
 
 

@@ -177,6 +177,33 @@ def test_a_frame_missing_a_feature_is_refused_by_name(data, model):
         model.anomaly_score(data.part("test").drop(columns=["unit_cost"]))
 
 
+def test_one_array_per_column_scores_and_explains_as_the_frame_does(data, model):
+    """Serving hands the model a mapping of arrays (one order's lines); every part of the score
+    and every reason equals the frame's, also with a missing channel and tier and the approval
+    column given as plain booleans or as a column with nulls."""
+    frame = data.part("test").head(300).reset_index(drop=True)
+    frame[ma.APPROVAL_COLUMN] = np.arange(len(frame)) % 3 == 0
+    frame.loc[:4, "channel"] = None
+    frame.loc[5:9, "customer_tier"] = None
+    columns = {
+        name: frame[name].to_numpy(dtype=object)
+        if frame[name].dtype == object or isinstance(frame[name].dtype, pd.StringDtype)
+        else frame[name].to_numpy()
+        for name in frame.columns
+    }
+    expected = model.score_parts(frame)
+    found = model.score_parts(columns)
+    for name in expected.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(found, name), getattr(expected, name), err_msg=name)
+    assert model.reasons(columns, found) == model.reasons(frame, expected)
+    with_nulls = dict(columns)
+    with_nulls[ma.APPROVAL_COLUMN] = np.where(frame[ma.APPROVAL_COLUMN], True, None)
+    np.testing.assert_array_equal(model.score_parts(with_nulls).score, expected.score)
+    del columns["unit_cost"]
+    with pytest.raises(InvalidValue, match="unit_cost"):
+        model.score_parts(columns)
+
+
 def test_metrics_count_recall_per_type_at_the_alert_rate():
     labels = np.zeros(200, dtype=bool)
     labels[[3, 7]] = True
