@@ -7,13 +7,16 @@ its checks) is a domain error naming the field and the value, raised before anyt
 
 Two engines compute the same frame: ``pandas`` (the default, in this process) and ``dask`` (time
 chunks on a Dask cluster, :mod:`features.dask_engine`, imported only when asked for).
+
+The features an imported history cannot compute (:mod:`features.availability`) are null in the
+frame, and the manifest and the result name each with its reason.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +52,9 @@ class BuildResult:
     compute_seconds: float
     write_seconds: float
     engine: str = "pandas"
+    unavailable: dict[str, str] = field(default_factory=dict)
+    """Features the history could not compute -> why (null in the frame, listed in the
+    manifest; :mod:`features.availability`)."""
 
     @property
     def lines_per_second(self) -> float:
@@ -157,10 +163,18 @@ def build_feature_set(
             "connecting to the Dask scheduler" if scheduler else "starting a local Dask cluster"
         )
         with dask_client(scheduler) as client:
-            frame, seconds = _compute(declared, database_url, window, calendar, announce, client)
+            computed = _compute(declared, database_url, window, calendar, announce, client)
     else:
-        frame, seconds = _compute(declared, database_url, window, calendar, announce, None)
-    return _write(declared, frame, window, database_url, out_dir, announce, seconds, engine)
+        computed = _compute(declared, database_url, window, calendar, announce, None)
+    return _write(declared, computed, window, database_url, out_dir, announce, engine)
+
+
+@dataclass(frozen=True)
+class _Computed:
+    frame: pd.DataFrame
+    unavailable: dict[str, str]
+    seconds: tuple[float, float]
+    """To load the history and to compute the frame."""
 
 
 def _compute(
@@ -170,8 +184,11 @@ def _compute(
     calendar: BusinessCalendar,
     announce: Step,
     client: Any,
-) -> tuple[pd.DataFrame, tuple[float, float]]:
-    """The frame (on ``client``'s cluster when given) and the seconds to load and to compute."""
+) -> _Computed:
+    """The frame (on ``client``'s cluster when given), the features the history could not
+    compute (the builder nulled them; the whole history decides, whichever engine), and the
+    seconds to load and to compute."""
+    from features.availability import unavailable_features
     from features.history import load_history  # pandas loads only when building
 
     announce("loading history")
@@ -189,17 +206,17 @@ def _compute(
     computed = time.perf_counter()
     if frame.empty:
         raise _nothing_in_window(declared, *window)
-    return frame, (loaded - started, computed - loaded)
+    unavailable = unavailable_features(declared.name, history, calendar)
+    return _Computed(frame, unavailable, (loaded - started, computed - loaded))
 
 
 def _write(
     declared: FeatureSet,
-    frame: pd.DataFrame,
+    computed: _Computed,
     window: tuple[datetime, datetime],
     database_url: str,
     out_dir: Path,
     announce: Step,
-    seconds: tuple[float, float],
     engine: str,
 ) -> BuildResult:
     from features.store import write_frame
@@ -207,17 +224,19 @@ def _write(
     announce("validating and writing")
     started = time.perf_counter()
     written = write_frame(
-        frame,
+        computed.frame,
         declared,
         out_dir,
         start=window[0],
         end=window[1],
         source_url=database_url,
         engine=engine,
+        unavailable=computed.unavailable,
     )
+    seconds = computed.seconds
     return BuildResult(
         feature_set=declared.name,
-        rows=len(frame),
+        rows=len(computed.frame),
         features=len(declared.features),
         start=window[0],
         end=window[1],
@@ -227,6 +246,11 @@ def _write(
         compute_seconds=seconds[1],
         write_seconds=time.perf_counter() - started,
         engine=engine,
+        unavailable={
+            name: computed.unavailable[name]
+            for name in declared.feature_names
+            if name in computed.unavailable
+        },
     )
 
 

@@ -108,7 +108,7 @@ def build(
         ("source", database_location(url)),
         ("window", f"{result.start.date()} .. {result.end.date()} (end exclusive)"),
         ("rows", f"{result.rows:,}"),
-        ("features", f"{result.features}"),
+        ("features", f"{result.features} ({len(result.unavailable)} unavailable)"),
         ("engine", result.engine if scheduler is None else f"{result.engine} at {scheduler}"),
         ("frame", str(result.frame_path)),
         ("manifest", str(result.manifest_path)),
@@ -119,3 +119,19 @@ def build(
         ),
     )
     console.print(key_value_table("feature frame", rows))
+    if result.unavailable:
+        console.print(unavailable_table(result.unavailable))
+
+
+def unavailable_table(unavailable: dict[str, str]) -> Table:
+    """The features the history could not compute, each with why: null in the frame, and left
+    out by training."""
+    table = Table(
+        title=f"{len(unavailable)} features unavailable (null in the frame, left out by training)",
+        title_justify="left",
+    )
+    table.add_column("feature", no_wrap=True)
+    table.add_column("why", overflow="fold")
+    for name, reason in unavailable.items():
+        table.add_row(name, reason)
+    return table

@@ -63,6 +63,7 @@ from erp_core.db.models import (
     ShipmentEvent,
     ShipmentLine,
 )
+from features.availability import Sources, read_sources
 
 MILESTONES = ("shipped", "delivered")
 ALERT_COLUMNS = ("region", "carrier_id", "severity", "starts_at", "ends_at", "announced_at")
@@ -132,9 +133,18 @@ class History:
     """region, carrier_id (None: every carrier), severity, starts_at, ends_at, announced_at: the
     carriers' service alerts (read whole: a few per region and month). Defaults to none, for a
     history a pipeline reads without them."""
+    sources: Sources | None = None
+    """Where the whole history came from and what it lacks (:mod:`features.availability`), read
+    once by :func:`load_history`; kept by :meth:`with_tables`, so a part of the history decides
+    availability as the whole does. None for a tail or a history built by hand: every feature
+    available."""
 
     def table_sizes(self) -> dict[str, int]:
-        return {f.name: len(getattr(self, f.name)) for f in fields(self)}
+        return {
+            f.name: len(getattr(self, f.name))
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), pd.DataFrame)
+        }
 
     def with_tables(self, **tables: pd.DataFrame) -> History:
         return replace(self, **tables)
@@ -146,7 +156,7 @@ def load_history(source: Engine | str) -> History:
     try:
         with engine.connect() as connection:
             reader = _Reader(connection, engine.dialect.name)
-            return History(
+            history = History(
                 lines=reader.lines(),
                 orders=reader.orders(),
                 customers=reader.customers(),
@@ -167,6 +177,7 @@ def load_history(source: Engine | str) -> History:
                 po_lines=reader.po_lines(),
                 alerts=reader.alerts(),
             )
+            return replace(history, sources=read_sources(connection, history))
     finally:
         if isinstance(source, str):
             engine.dispose()

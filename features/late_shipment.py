@@ -27,6 +27,10 @@ local dates, as the ERP's promise is.
 Master data (a customer's tier, a product's category and supplier, a lane's transit days) is read
 as it is now: the ERP keeps no history of it, so a tier changed after ``t`` would show in rows
 before it. Transactions are point in time; master data is as good as the schema allows.
+
+History imported from another system may lack what some features are computed from (no purchase
+orders, no inventory counts, no ship dates): those features are null on every row, never 0 or
+false, and the build names each with its reason (:mod:`features.availability`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from features.asof import (
     shrunk_rate,
     trailing_totals,
 )
+from features.availability import late_shipment_unavailable
 from features.history import History, load_history
 from features.registry import LATE_SHIPMENT
 from features.schema import typed_frame
@@ -85,7 +90,8 @@ def build_late_shipment_frame(
 def late_shipment_frame(
     history: History, start: date | datetime, end: date | datetime, calendar: BusinessCalendar
 ) -> pd.DataFrame:
-    """The frame from history already in memory (what the benchmark times on its own)."""
+    """The frame from history already in memory (what the benchmark times on its own). The
+    features an imported history cannot compute (:func:`late_shipment_unavailable`) are null."""
     rows = entry_rows(history, to_micros(start), to_micros(end))
     holidays = cal.holiday_array(calendar)
     found = offline_aggregates(rows, event_streams(history, holidays))
@@ -98,7 +104,7 @@ def late_shipment_frame(
         ),
         **labels(rows, history),
     }
-    return typed_frame(columns, LATE_SHIPMENT)
+    return typed_frame(columns, LATE_SHIPMENT, late_shipment_unavailable(history, calendar))
 
 
 def to_micros(moment: date | datetime) -> int:

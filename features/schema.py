@@ -5,6 +5,11 @@ A pipeline bug rarely raises: a join that loses its keys leaves a column of null
 leaves rates above 1. Each declaration carries the checks of its column (``registry.Check``), and a
 frame that breaks one is refused with a message naming the column and the rows (by the entity id),
 so the bug is found where it is made rather than in a model's metrics weeks later.
+
+A feature the history cannot compute (:mod:`features.availability`) is **unavailable**: its column
+is all null, float64 whatever its declared dtype (an integer or a boolean has no null, and an
+empty categorical does not read back from Parquet as one), and its declared checks do not apply.
+Only a feature named unavailable may be so, and then it must be null on every row.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from erp_core.domain.errors import DomainError
+from features.availability import check_unavailable
 from features.registry import ColumnSpec, FeatureSet
 
 SHOWN_ROWS = 5
@@ -55,11 +61,28 @@ class FrameInvalid(DomainError):
         self.problems = problems
 
 
-def typed_frame(columns: Mapping[str, Any], feature_set: FeatureSet) -> pd.DataFrame:
-    """The declared columns, in declared order, each converted to its declared dtype."""
+def typed_frame(
+    columns: Mapping[str, Any],
+    feature_set: FeatureSet,
+    unavailable: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The declared columns, in declared order, each converted to its declared dtype; the
+    ``unavailable`` features null whatever was computed for them."""
+    unavailable = unavailable or {}
+    check_unavailable(unavailable, feature_set.feature_names)
+    rows = len(np.asarray(columns[feature_set.keys[0].name])) if unavailable else 0
     return pd.DataFrame(
-        {spec.name: _as_dtype(columns[spec.name], spec) for spec in feature_set.columns}
+        {
+            spec.name: np.full(rows, np.nan)
+            if spec.name in unavailable
+            else _as_dtype(columns[spec.name], spec)
+            for spec in feature_set.columns
+        }
     )
+
+
+UNAVAILABLE_DTYPE = "float64"
+"""The dtype of an unavailable feature's column, whatever its declared one."""
 
 
 def _as_dtype(values: Any, spec: ColumnSpec) -> Any:
@@ -77,15 +100,22 @@ def _sorted_categories(values: Any) -> pd.Categorical:
     return found.reorder_categories(sorted(found.categories))
 
 
-def validate_frame(frame: pd.DataFrame, feature_set: FeatureSet) -> None:
-    """Raise :class:`FrameInvalid` naming every broken check; return quietly when all pass."""
+def validate_frame(
+    frame: pd.DataFrame, feature_set: FeatureSet, unavailable: Mapping[str, str] | None = None
+) -> None:
+    """Raise :class:`FrameInvalid` naming every broken check; return quietly when all pass.
+    ``unavailable``: the features the frame holds as nulls, with why."""
     key = feature_set.keys[0].name
-    problems = frame_problems(frame, feature_set)
+    problems = frame_problems(frame, feature_set, unavailable)
     if problems:
         raise FrameInvalid(feature_set.name, problems, key)
 
 
-def frame_problems(frame: pd.DataFrame, feature_set: FeatureSet) -> list[Problem]:
+def frame_problems(
+    frame: pd.DataFrame, feature_set: FeatureSet, unavailable: Mapping[str, str] | None = None
+) -> list[Problem]:
+    unavailable = unavailable or {}
+    check_unavailable(unavailable, feature_set.feature_names)
     declared = [spec.name for spec in feature_set.columns]
     problems = _schema_problems(list(frame.columns), declared)
     if problems:
@@ -93,8 +123,21 @@ def frame_problems(frame: pd.DataFrame, feature_set: FeatureSet) -> list[Problem
     key_values = frame[feature_set.keys[0].name]
     problems.extend(_duplicate_keys(frame, feature_set))
     for spec in feature_set.columns:
-        problems.extend(_column_problems(frame[spec.name], spec, key_values))
+        check = _unavailable_problems if spec.name in unavailable else _column_problems
+        problems.extend(check(frame[spec.name], spec, key_values))
     return problems
+
+
+def _unavailable_problems(values: pd.Series, spec: ColumnSpec, keys: pd.Series) -> list[Problem]:
+    """An unavailable feature is null on every row, in its null dtype."""
+    if not _dtype_matches(values, UNAVAILABLE_DTYPE):
+        return [
+            Problem(spec.name, f"unavailable: dtype {values.dtype}, expected {UNAVAILABLE_DTYPE}")
+        ]
+    held = values.notna().to_numpy()
+    if held.any():
+        return [_rows_problem(spec.name, "unavailable but holds values", keys[held])]
+    return []
 
 
 def _schema_problems(present: list[str], declared: list[str]) -> list[Problem]:

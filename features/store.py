@@ -13,7 +13,8 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +26,9 @@ from sqlalchemy.engine import make_url
 from features.registry import FeatureSet
 from features.schema import validate_frame
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+"""2: ``unavailable_features``, and an unavailable feature's entry carries its ``unavailable``
+reason (its column is null, float64 whatever its declared dtype)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,9 @@ class Manifest:
     frame_sha256: str
     engine: str = "pandas"
     """What computed the frame: ``pandas`` or ``dask`` (the same values either way)."""
+    unavailable_features: list[dict[str, str]] = field(default_factory=list)
+    """The features the history could not compute (``name``, ``reason``), in declared order:
+    null on every row (``features.availability``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,10 +79,12 @@ def write_frame(
     end: datetime,
     source_url: str,
     engine: str = "pandas",
+    unavailable: Mapping[str, str] | None = None,
 ) -> WrittenFrame:
     """Validate ``frame`` (raising ``FrameInvalid``, nothing written), then write it and its
-    manifest into ``out_dir``."""
-    validate_frame(frame, feature_set)
+    manifest into ``out_dir``. ``unavailable``: the features it holds as nulls, with why."""
+    unavailable = dict(unavailable or {})
+    validate_frame(frame, feature_set, unavailable)
     frame_path, manifest_path = frame_paths(out_dir, feature_set)
     out_dir.mkdir(parents=True, exist_ok=True)
     staged = frame_path.with_name(f".{frame_path.name}.tmp")
@@ -84,7 +92,16 @@ def write_frame(
     try:
         frame.to_parquet(staged, index=False, engine="pyarrow")
         manifest = _manifest(frame, feature_set, start, end, source_url, frame_path, staged)
-        manifest = replace(manifest, engine=engine)
+        manifest = replace(
+            manifest,
+            engine=engine,
+            features=[_marked(entry, unavailable) for entry in manifest.features],
+            unavailable_features=[
+                {"name": name, "reason": unavailable[name]}
+                for name in feature_set.feature_names
+                if name in unavailable
+            ],
+        )
         staged_manifest.write_text(json.dumps(manifest.as_dict(), indent=2) + "\n", "utf-8")
         os.replace(staged, frame_path)
         os.replace(staged_manifest, manifest_path)
@@ -133,6 +150,11 @@ def _described(frame: pd.DataFrame, spec: Any) -> dict[str, Any]:
         "null_share": round(float(frame[spec.name].isna().mean()), 6) if len(frame) else 0.0,
         **({"group": spec.group} if hasattr(spec, "group") else {}),
     }
+
+
+def _marked(entry: dict[str, Any], unavailable: Mapping[str, str]) -> dict[str, Any]:
+    reason = unavailable.get(entry["name"])
+    return entry if reason is None else {**entry, "unavailable": reason}
 
 
 def describe_source(url: str) -> str:

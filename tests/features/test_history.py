@@ -3,6 +3,7 @@ when the ERP recorded them, and splits read from the audit."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
@@ -10,7 +11,8 @@ import pandas as pd
 from erp_core.db.uow import UnitOfWork
 from erp_core.services.fulfilment import pack, pick, ship
 from erp_core.services.orders import LineRequest, capture_order
-from features.history import load_history, to_epoch_days, to_micros
+from features.availability import Sources
+from features.history import TAILED, load_history, load_history_since, to_epoch_days, to_micros
 from tests.conftest import LOGISTICS, SALES, T0, stock
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -65,3 +67,19 @@ def test_text_columns_are_categorical_and_splits_come_from_the_audit(world: Unit
     split = history.splits.iloc[0]
     assert (split["line_id"], split["parent_line_id"]) == (child, parent)
     assert split["quantity"] + split["kept_quantity"] == 10
+
+
+def test_the_history_carries_its_sources_and_its_parts_keep_them(world: UnitOfWork) -> None:
+    """erpx's own database: nothing imported, no gaps (every feature available). A history cut
+    from it (a Dask chunk's prefix) decides availability as the whole does; a tail has none."""
+    stock(world, "WIDGET", "WEST", 10)
+    capture_order(world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 2)], now=T0)
+    history = load_history(world.engine)
+    assert history.sources == Sources()
+    assert not history.sources.is_imported
+    marked = replace(history, sources=Sources(frozenset({"order_lines"}), frozenset({"x"})))
+    assert marked.with_tables(lines=marked.lines.iloc[0:0]).sources == marked.sources
+    assert "sources" not in history.table_sizes()
+    assert history.table_sizes()["lines"] == 1
+    tail = load_history_since(world.engine, {name: (0, 10**9) for name in TAILED})
+    assert tail.sources is None

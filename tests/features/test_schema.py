@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from erp_core.domain.errors import InvalidValue
 from features.registry import Check, FeatureSet, FeatureSpec, KeySpec, LabelSpec
 from features.schema import FrameInvalid, frame_problems, typed_frame, validate_frame
 
@@ -77,3 +78,55 @@ def test_infinite_values_are_refused_even_without_bounds() -> None:
     columns["maybe"] = np.array([np.inf, 1.0, np.nan, 2.0])
     problems = frame_problems(typed_frame(columns, TINY), TINY)
     assert [(p.column, p.reason) for p in problems] == [("maybe", "infinite values")]
+
+
+# --- unavailable features ------------------------------------------------------------------------
+
+NOT_HERE = {"flag": "the source does not record it", "tier": "nor this", "rate": "nor this"}
+
+
+def test_unavailable_features_are_null_whatever_was_computed_and_pass() -> None:
+    frame = typed_frame(good_columns(), TINY, NOT_HERE)
+    assert frame[list(NOT_HERE)].isna().all().all()
+    for name in NOT_HERE:  # a bool has no null; an empty category does not survive Parquet
+        assert str(frame[name].dtype) == "float64", name
+    assert frame["maybe"].notna().sum() == 2  # the others are as computed
+    validate_frame(frame, TINY, NOT_HERE)
+
+
+def test_an_all_null_feature_not_declared_unavailable_is_still_refused() -> None:
+    frame = typed_frame(good_columns(), TINY, NOT_HERE)
+    problems = frame_problems(frame, TINY)
+    assert {p.column: p.reason for p in problems} == {
+        "flag": "dtype float64, declared bool",
+        "tier": "dtype float64, declared category",
+        "rate": "100.0% null, at most 0% allowed",
+    }
+
+
+def test_an_unavailable_feature_must_be_null_on_every_row_in_its_null_dtype() -> None:
+    frame = typed_frame(good_columns(), TINY, NOT_HERE)
+    frame.loc[2, "rate"] = 0.5
+    problems = frame_problems(frame, TINY, NOT_HERE)
+    assert [(p.column, p.reason, p.rows) for p in problems] == [
+        ("rate", "unavailable but holds values", (3,))
+    ]
+    computed = typed_frame(good_columns(), TINY)
+    problems = frame_problems(computed, TINY, {"flag": "not recorded"})
+    assert [(p.column, p.reason) for p in problems] == [
+        ("flag", "unavailable: dtype bool, expected float64")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("unavailable", "named"),
+    [({"label_late": "no"}, "label_late"), ({"line_id": "no"}, "line_id"), ({"flag": ""}, "flag")],
+    ids=["a label", "a key", "no reason"],
+)
+def test_only_a_feature_with_a_reason_can_be_unavailable(
+    unavailable: dict[str, str], named: str
+) -> None:
+    with pytest.raises(InvalidValue, match=f"unavailable='{named}'"):
+        typed_frame(good_columns(), TINY, unavailable)
+    with pytest.raises(InvalidValue, match=f"unavailable='{named}'"):
+        validate_frame(typed_frame(good_columns(), TINY), TINY, unavailable)

@@ -69,3 +69,36 @@ def test_a_refused_frame_leaves_the_previous_one_in_place(tmp_path: Path) -> Non
         write(pd.DataFrame(columns).astype({"tier": "category"}), tmp_path)
     assert first.frame_path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.manifest.json", "tiny.parquet"]
+
+
+def test_the_manifest_lists_the_unavailable_features_with_their_reasons(tmp_path: Path) -> None:
+    unavailable = {"tier": "no tier was imported", "flag": "the source does not record it"}
+    frame = typed_frame(good_columns(), TINY, unavailable)
+    written = write_frame(
+        frame, TINY, tmp_path, start=START, end=END, source_url="sqlite://", unavailable=unavailable
+    )
+    pd.testing.assert_frame_equal(pd.read_parquet(written.frame_path), frame)
+    manifest = read_manifest(written.manifest_path)
+    assert manifest["manifest_version"] == 2
+    assert manifest["unavailable_features"] == [  # in declared order
+        {"name": "flag", "reason": "the source does not record it"},
+        {"name": "tier", "reason": "no tier was imported"},
+    ]
+    entries = {entry["name"]: entry for entry in manifest["features"]}
+    assert entries["flag"]["unavailable"] == "the source does not record it"
+    assert entries["flag"]["null_share"] == 1.0
+    assert "unavailable" not in entries["rate"]
+
+
+def test_a_frame_with_values_in_a_feature_named_unavailable_writes_nothing(tmp_path: Path) -> None:
+    with pytest.raises(FrameInvalid, match="rate: unavailable but holds values"):
+        write_frame(
+            typed_frame(good_columns(), TINY),
+            TINY,
+            tmp_path / "out",
+            start=START,
+            end=END,
+            source_url="sqlite://",
+            unavailable={"rate": "not computable"},
+        )
+    assert not (tmp_path / "out").exists()
