@@ -24,6 +24,7 @@ from erp_core.settings import Settings
 from features.cli import app as features_app
 from training.cli import app as train_app
 from training.cli import replenishment_report, retrain
+from training.scms_anomaly_cli import scms_anomalies_report
 
 app = typer.Typer(
     name="erpx",
@@ -41,12 +42,13 @@ app.add_typer(export_app, name="export")
 app.command("retrain")(retrain)
 report_app = typer.Typer(
     name="report",
-    help="Reports a planner reads: what to order now.",
+    help="Reports a person reads: what to order now; anomalies in a delivery history.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
 report_app.command("replenishment")(replenishment_report)
+report_app.command("scms-anomalies")(scms_anomalies_report)
 app.add_typer(report_app, name="report")
 
 apikey_app = typer.Typer(
