@@ -113,9 +113,21 @@ def late_shipment(
     middle = [
         ("dropped", f"{result.unlabelled_rows:,} lines without an outcome yet"),
         ("trees", f"{result.best_iteration} (early stopping), engine {engine}"),
+        ("left out", left_out_text(result.left_out)),
     ]
     url = database_url or settings.database_url
     console.print(run_summary(result, url, settings, middle, [("vs oracle", oracle)]))
+
+
+def left_out_text(left_out: dict[str, str]) -> str:
+    """The features the model was trained without, each with why (or none)."""
+    if not left_out:
+        return "none: every feature was available"
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in left_out.items():
+        by_reason.setdefault(reason, []).append(name)
+    reasons = "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items())
+    return f"{len(left_out)} unavailable in the history: {reasons}"
 
 
 def run_summary(

@@ -59,7 +59,7 @@ def fit_on_dask(
 
     train, valid, calib = data.part("train"), data.part("validation"), data.part("calibration")
     model = ls.LateShipmentModel(random_state=seed, **params)
-    encoder = FrameEncoder(ls.features()).fit(train)
+    encoder = FrameEncoder(model.used_features()).fit(train)
     workers = max(1, len(client.scheduler_info()["workers"]))
 
     def blocks(matrix: np.ndarray, labels: Any) -> tuple[Any, Any]:

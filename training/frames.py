@@ -9,12 +9,16 @@ Labels need time to happen: a line entered yesterday has not been delivered yet,
 that stay undelivered longest are the late ones. A window therefore ends ``label_horizon_days``
 before the last order entered in the database, and lines still without an outcome (never
 delivered, cancelled) are dropped and counted.
+
+A frame built from imported history may hold features the history could not compute (null on
+every row, named in the manifest with why): the training frame carries them as ``unavailable``
+for the job to leave out.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -89,6 +93,8 @@ class TrainingFrame:
     slices: Slices
     manifest_path: Path | None
     unlabelled_rows: int
+    unavailable: dict[str, str] = field(default_factory=dict)
+    """Features the history could not compute -> why (null in ``frame``; the build's list)."""
 
     def part(self, name: str) -> pd.DataFrame:
         window: TimeWindow = getattr(self.slices, name)
@@ -200,6 +206,7 @@ def load_training_frame(
         slices=slices,
         manifest_path=built.manifest_path,
         unlabelled_rows=int((~known).sum()),
+        unavailable=dict(built.unavailable),
     )
     for name in ("train", "validation", "calibration", "test"):
         part = result.part(name)

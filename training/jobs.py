@@ -3,6 +3,12 @@ baselines and oracle -> log to MLflow -> register a challenger -> (optionally) t
 
 Every score in the printed table is measured on the same test rows in the same run, so "better
 than the baselines" and "x% of the oracle" are comparisons, not recollections.
+
+Features the history could not compute (imported history without purchase orders, say: the
+frame's ``unavailable`` features) are left out of the model and the logistic baseline, and the
+history baseline is not fitted when its rate is one of them; the run records which and why
+(param ``features.left_out``, a ``feature_unavailable.<name>`` tag each, ``left_out.json``) and
+so does the result.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import pandas as pd
 
 from erp_core.domain.calendar import BusinessCalendar
 from erp_core.settings import Settings
+from features.registry import FeatureSpec
 from training import drift, tracking
 from training import late_shipment as ls
 from training.frames import SplitPlan, TrainingFrame, choose_window, load_training_frame
@@ -52,6 +59,9 @@ class TrainResult:
     """PSI of each feature and of the score on the test window against the champion's
     training profile (None without a champion)."""
     seconds: dict[str, float] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Features the model was trained without, because the history could not compute them ->
+    why (declared order)."""
 
     def score_rows(self) -> list[dict[str, Any]]:
         return [{"scorer": name, **s.as_dict()} for name, s in self.scores.items()]
@@ -129,7 +139,7 @@ def train_late_shipment(
     announce("comparing with the champion and logging to MLflow")
     started = time.perf_counter()
     tracking.configure(settings)
-    reference = _reference_profile(data, probabilities[MODEL])
+    reference = _reference_profile(data, probabilities[MODEL], model.used_features())
     champion = _champion(test, outcomes, aim.registered_name)
     moved = _drift(champion, test) if champion else None
     run_id, version = _log_run(
@@ -157,6 +167,7 @@ def train_late_shipment(
         gate=decision,
         drift=moved,
         seconds={k: round(v, 2) for k, v in clock.items()},
+        left_out=dict(data.unavailable),
     )
 
 
@@ -164,7 +175,7 @@ def _fit_model(
     data: TrainingFrame, seed: int, params: dict[str, Any], label: str = ls.LABEL
 ) -> ls.LateShipmentModel:
     train, valid, calib = data.part("train"), data.part("validation"), data.part("calibration")
-    model = ls.LateShipmentModel(random_state=seed, **params)
+    model = ls.LateShipmentModel(random_state=seed, left_out=left_out(data), **params)
     return model.fit(
         train,
         train[label],
@@ -179,15 +190,25 @@ def _fit_on_dask(
     from training.dask_training import dask_client, fit_on_dask
 
     with dask_client(scheduler) as client:
-        return fit_on_dask(data, seed, params, client, label)
+        return fit_on_dask(data, seed, {"left_out": left_out(data), **params}, client, label)
+
+
+def left_out(data: TrainingFrame) -> tuple[str, ...]:
+    """The features the model is fitted without: those the frame's history could not compute."""
+    return tuple(data.unavailable)
 
 
 def _fit_baselines(data: TrainingFrame, seed: int, aim: ls.Target = ls.DELIVERY) -> dict[str, Any]:
+    """The history baseline (unless its rate is unavailable: null on every line, it would score
+    nothing) and the logistic regression on the features the model reads."""
     train = data.part("train")
-    return {
-        aim.history_baseline: ls.LaneRateBaseline(aim.history_feature).fit(train),
-        "logistic": ls.logistic_baseline(seed).fit(train, train[aim.label].astype(int)),
-    }
+    fitted: dict[str, Any] = {}
+    if aim.history_feature not in data.unavailable:
+        fitted[aim.history_baseline] = ls.LaneRateBaseline(aim.history_feature).fit(train)
+    fitted["logistic"] = ls.logistic_baseline(seed, left_out(data)).fit(
+        train, train[aim.label].astype(int)
+    )
+    return fitted
 
 
 def _oracle(
@@ -227,13 +248,18 @@ def _champion(test: pd.DataFrame, outcomes: np.ndarray, name: str) -> Champion |
 REFERENCE_PROFILE = "reference_profile.json"
 
 
-def _reference_profile(data: TrainingFrame, test_probabilities: np.ndarray) -> dict[str, Any]:
-    """What the model was trained on (features over the train slice) and the scores it gave on
-    its test window: the reference later windows are compared with."""
+def _reference_profile(
+    data: TrainingFrame,
+    test_probabilities: np.ndarray,
+    specs: tuple[FeatureSpec, ...] | None = None,
+) -> dict[str, Any]:
+    """What the model was trained on (its features, ``specs``: by default every declared one,
+    over the train slice) and the scores it gave on its test window: the reference later
+    windows are compared with."""
+    read = ls.features() if specs is None else specs
     return {
         "features": {
-            name: p.as_dict()
-            for name, p in drift.profile_frame(data.part("train"), ls.features()).items()
+            name: p.as_dict() for name, p in drift.profile_frame(data.part("train"), read).items()
         },
         "score": drift.profile_column("p_late", test_probabilities, categorical=False).as_dict(),
     }
@@ -323,10 +349,18 @@ def _log_run(
     tracking.use_experiment(settings, aim.registered_name)
     with mlflow.start_run() as run:
         mlflow.log_params(
-            {f"model.{k}": v for k, v in model.get_params().items()}
+            {f"model.{k}": v for k, v in model.get_params().items() if k != "left_out"}
             | {"seed": seed, "window": window, "label": aim.label, "target": aim.name}
             | {f"slice.{k}": v for k, v in data.slices.as_dict().items()}
+            | {
+                "features.used": len(model.used_features()),
+                "features.left_out": ",".join(data.unavailable) or "none",
+            }
         )
+        mlflow.set_tags(
+            {f"feature_unavailable.{name}": reason for name, reason in data.unavailable.items()}
+        )
+        mlflow.log_dict(dict(data.unavailable), "left_out.json")
         mlflow.log_metrics(
             {f"{name}_{k}": v for name, s in scores.items() for k, v in s.as_dict().items()}
             | {"best_iteration": float(model.best_iteration_)}

@@ -7,11 +7,15 @@ the line's entry moment), its estimator, its baselines and the terms of its gate
 The estimator is a LightGBM classifier stopped early on the validation weeks, then calibrated on
 the calibration weeks: boosted trees rank well but their raw probabilities drift with the number
 of trees and the class balance, and the order desk reads the number as a probability.
+
+Features the history could not compute (``features.availability``: null in the frame, named in
+its manifest) are **left out** (``left_out``): the model and its logistic baseline are fitted on
+the rest, and the encoder, hence serving, reads only those.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,15 +107,22 @@ ECE_TOLERANCE = 0.005
 """... and may not be worse calibrated than the champion by more than this (noise on ECE)."""
 
 
-def features() -> tuple[FeatureSpec, ...]:
-    return feature_set(FEATURE_SET).features
+def features(left_out: Collection[str] = ()) -> tuple[FeatureSpec, ...]:
+    """The declared features, less those ``left_out`` (each must be one of them)."""
+    declared = feature_set(FEATURE_SET).features
+    unknown = sorted(set(left_out) - {spec.name for spec in declared})
+    if unknown:
+        raise InvalidValue("left_out", ", ".join(unknown), f"not a feature of {FEATURE_SET}")
+    return tuple(spec for spec in declared if spec.name not in left_out)
 
 
 class LateShipmentModel(ClassifierMixin, BaseEstimator):
     """LightGBM on the late-shipment features, with early stopping and a probability calibrator.
 
     ``fit`` takes the training rows, plus the validation rows that stop the boosting and the
-    calibration rows the calibrator is fitted on (both later in time than the training rows)."""
+    calibration rows the calibrator is fitted on (both later in time than the training rows).
+    ``left_out``: features the model does not read (unavailable in the history it learns from).
+    """
 
     def __init__(
         self,
@@ -127,6 +138,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         monotone: bool = True,
         random_state: int = 7,
         n_jobs: int = 2,
+        left_out: tuple[str, ...] = (),
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -140,6 +152,12 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         self.monotone = monotone
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.left_out = left_out
+
+    def used_features(self) -> tuple[FeatureSpec, ...]:
+        """The features the model reads: the declared ones less ``left_out`` (a model pickled
+        before ``left_out`` existed reads them all)."""
+        return features(getattr(self, "left_out", ()))
 
     def fit(
         self,
@@ -151,7 +169,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
     ) -> LateShipmentModel:
         if self.calibration not in ("isotonic", "sigmoid", "none"):
             raise InvalidValue("calibration", self.calibration, "use isotonic, sigmoid or none")
-        self.encoder_ = FrameEncoder(features()).fit(X)
+        self.encoder_ = FrameEncoder(self.used_features()).fit(X)
         self.classes_ = np.array([0, 1])
         train = self._dataset(X, y)
         valid = self._dataset(eval_set[0], eval_set[1], reference=train)
@@ -295,10 +313,10 @@ class LaneRateBaseline(ClassifierMixin, BaseEstimator):
         return np.column_stack([1 - p, p])
 
 
-def logistic_baseline(random_state: int = 7) -> Pipeline:
-    """Logistic regression on the same features: numbers imputed (with a missing flag) and
-    standardised, categories and booleans one-hot."""
-    specs = features()
+def logistic_baseline(random_state: int = 7, left_out: Collection[str] = ()) -> Pipeline:
+    """Logistic regression on the same features (less those ``left_out``): numbers imputed
+    (with a missing flag) and standardised, categories and booleans one-hot."""
+    specs = features(left_out)
     numeric = [s.name for s in specs if s.dtype in ("float64", "int64")]
     discrete = [s.name for s in specs if s.dtype in ("category", "bool")]
     columns = ColumnTransformer(

@@ -38,7 +38,24 @@ def test_training_prints_scores_beside_baselines_and_oracle_and_registers_a_chal
         assert text in result.output
     assert "late_shipment v1 as challenger" in result.output
     assert "(AUC - 0.5) / (oracle AUC - 0.5)" in result.output
+    assert "none: every feature was available" in result.output
     assert (tracking_in / "mlflow.db").is_file()
+
+
+def test_the_summary_names_the_features_left_out_grouped_by_reason():
+    from training.cli import left_out_text
+
+    shown = left_out_text(
+        {
+            "backorder_receipt_covered": "no purchase orders were imported",
+            "stock_cover": "no inventory snapshots were imported",
+            "covering_receipt_overdue_bdays": "no purchase orders were imported",
+        }
+    )
+    assert shown == (
+        "3 unavailable in the history: backorder_receipt_covered, covering_receipt_overdue_bdays "
+        "(no purchase orders were imported); stock_cover (no inventory snapshots were imported)"
+    )
 
 
 @pytest.mark.parametrize(

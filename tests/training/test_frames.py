@@ -82,3 +82,5 @@ def test_the_training_frame_keeps_labelled_rows_of_the_window_in_time_order(
     assert frame["entered_at"].max() < window.end
     assert sum(len(data.part(name)) for name in SLICES) == len(frame)
     assert data.manifest_path is not None and data.manifest_path.is_file()
+    # erpx's own history computes every feature: nothing for the job to leave out.
+    assert data.unavailable == {}

@@ -39,6 +39,15 @@ def test_a_run_logs_its_plots_manifest_and_model(first_run, store):
     assert {"feature_manifest.json", "test_scores.json", "gate.json"} <= logged
 
 
+def test_a_run_on_erpx_own_history_leaves_no_feature_out_and_says_so(first_run, store):
+    tracking.configure(store)
+    run = MlflowClient().get_run(first_run.run_id)
+    assert first_run.left_out == {}
+    assert run.data.params["features.left_out"] == "none"
+    assert run.data.params["features.used"] == str(len(ls.features()))
+    assert not [tag for tag in run.data.tags if tag.startswith("feature_unavailable.")]
+
+
 def test_the_new_version_is_registered_as_challenger(first_run, store):
     tracking.configure(store)
     challenger = tracking.version_by_alias(ls.REGISTERED_NAME, tracking.CHALLENGER)

@@ -1,6 +1,8 @@
 """The late-shipment estimator on a simulated world: it learns something real, says why, keeps the
 directions the business knows, and the same data and seed give the same model."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -97,3 +99,44 @@ def test_an_unknown_calibration_method_is_refused(data):
             eval_set=(train, train[ls.LABEL]),
             calibration_set=(train, train[ls.LABEL]),
         )
+
+
+UNAVAILABLE = {
+    "stock_cover": "no inventory snapshots were imported",
+    "region_alert_severity": "service alerts are not carried",
+    ls.DELIVERY.history_feature: "no lane on any line",
+}
+"""As the build hands them over for an imported history (their columns null in the frame)."""
+
+
+@pytest.fixture(scope="module")
+def without_some(data):
+    nulled = data.frame.assign(**{name: np.nan for name in UNAVAILABLE})
+    return replace(data, frame=nulled, unavailable=dict(UNAVAILABLE))
+
+
+def test_unavailable_features_are_left_out_of_the_model_and_the_logistic_baseline(without_some):
+    model = _fit_model(without_some, seed=7, params={})
+    read = [spec.name for spec in ls.features() if spec.name not in UNAVAILABLE]
+    assert model.left_out == tuple(UNAVAILABLE)
+    assert model.encoder_.names == read
+    assert model.booster_.feature_name() == read
+    # The model never reads them: a frame without those columns at all scores the same.
+    test = without_some.part("test")
+    np.testing.assert_array_equal(
+        model.predict_proba(test.drop(columns=list(UNAVAILABLE))), model.predict_proba(test)
+    )
+    baselines = _fit_baselines(without_some, seed=7)
+    assert set(baselines) == {"logistic"}  # the lane-rate baseline's rate is unavailable
+    used = {
+        name
+        for part, _, columns in baselines["logistic"].named_steps["columns"].transformers_
+        if part != "remainder"
+        for name in columns
+    }
+    assert used == set(read)
+
+
+def test_only_declared_features_can_be_left_out():
+    with pytest.raises(InvalidValue, match="left_out='promotion_depth'"):
+        ls.features(left_out=("stock_cover", "promotion_depth"))
