@@ -93,7 +93,7 @@ from sklearn.base import BaseEstimator
 
 from erp_core.domain.errors import InvalidValue
 from erp_core.importers.scms import read_scms
-from features.scms_pricing import COMPARISONS, SIGNALS, build_scms_pricing_features
+from features.scms_pricing import COMPARISONS, SIGNALS, WINDOW, build_scms_pricing_features
 from training.margin_anomaly import ALERT_RATE, ALERT_SCORE, bounded, half_point
 
 KINDS = ("pack_price", "unit_price", "freight_per_kg", "weight_per_pack")
@@ -273,7 +273,7 @@ class ScmsAnomalyModel(BaseEstimator):
             ratio[chosen] = _ratio(frame[kind].to_numpy(float), median)[chosen]
             unit = UNITS[kind]
             compared[chosen] = [
-                f"median {_amount(median[i])}{unit} of {int(n[i])} {what[i]}"
+                f"median {_amount(median[i])}{unit} of {_of(n[i])} {what[i]}"
                 for i in np.flatnonzero(chosen)
             ]
         product_median, product_n, product_what = references["pack_price"].as_tuple()
@@ -288,7 +288,7 @@ class ScmsAnomalyModel(BaseEstimator):
                 reference_median[idx] = product_median[idx]
                 reference_n[idx] = product_n[idx]
                 compared[idx] = [
-                    f"median {_amount(product_median[i])} of {int(product_n[i])} {product_what[i]}"
+                    f"median {_amount(product_median[i])} of {_of(product_n[i])} {product_what[i]}"
                     if product_n[i] > 0
                     else "no earlier delivery of this product"
                     for i in idx
@@ -340,8 +340,8 @@ class ScmsAnomalyModel(BaseEstimator):
                 product = references["pack_price"]
                 product_median, product_n = product.median[i], product.n[i]
                 earlier = (
-                    f", where {int(product_n)} earlier deliveries had a median of "
-                    f"{_amount(product_median)}"
+                    f", against the median {_amount(product_median)} of {_of(product_n)} "
+                    f"{product.what[i]}"
                     if product_n > 0
                     else ", and no earlier delivery of this product to compare with"
                 )
@@ -389,7 +389,7 @@ class ScmsAnomalyModel(BaseEstimator):
                 unit = UNITS[kind]
                 sentence = (
                     f"{LABELS[kind]} {_amount(values[kind][i])}{unit} is {_times(ratio)} the "
-                    f"median {_amount(median)}{unit} of {int(n)} {what}"
+                    f"median {_amount(median)}{unit} of {_of(n)} {what}"
                 )
                 if kind == "freight_per_kg":
                     sentence += (
@@ -673,6 +673,12 @@ def _amount(value: float) -> str:
 
 def _count(value: float) -> str:
     return f"{value:,.0f}" if np.isfinite(value) else "?"
+
+
+def _of(n: float) -> str:
+    """How many earlier values a median is over: all of them, or the newest ``WINDOW`` of
+    many (the count says how much history there is, the median is the recent level)."""
+    return f"the last {WINDOW} of {n:,.0f}" if n > WINDOW else f"{n:,.0f}"
 
 
 def _packs(value: float) -> str:
