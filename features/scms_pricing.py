@@ -7,15 +7,21 @@ Four values of each line are compared with earlier lines:
   pack size), and with the same product bought from the same vendor (vendors sell one product
   at different prices: the RDC's price carries its storage and handling);
 * its **unit price** (pack price / units per pack, unrounded: the file's own unit price is
-  rounded to the cent and reads 0.00 on 103 lines) with the same **formulation** across pack
-  sizes: the item description with its pack-size part removed (``Ritonavir 100mg [Norvir],
-  capsules, cool`` for the 84, 2 x 84 and 4 x 84 capsule packs). Not the molecule alone: it mixes
-  strengths (Efavirenz 50 mg to 600 mg), forms (a ml of oral solution against a tablet) and
-  brands (Viramune 200 mg tablets at a median 0.32 a tablet, the generic at 0.043, 7x), so a
-  molecule's median would call every branded or strong line an anomaly. A product's units per
-  pack never change in this file, so for most lines the formulation holds one pack size and
-  the unit price repeats the pack price's comparison without the vendor; it adds evidence where
-  pack sizes differ, and catches a units-per-pack error that leaves the pack price unchanged;
+  rounded to the cent and reads 0.00 on 103 lines) with the same **formulation** from the same
+  vendor across pack sizes, shrunk toward the formulation's: the item description with its
+  pack-size part removed (``Ritonavir 100mg [Norvir], capsules, cool`` for the 84, 2 x 84 and
+  4 x 84 capsule packs). Not the molecule alone (the draft's key): it mixes strengths
+  (Efavirenz 50 mg to 600 mg), forms (a ml of oral solution against a tablet) and brands
+  (Viramune 200 mg tablets at a median 0.32 a tablet, the generic at 0.043, 7x), so a
+  molecule's median would call every branded or strong line an anomaly. Per vendor because
+  vendors' price levels (a South African wholesaler's Efavirenz at 4.4x the market) are the
+  pack price's per-vendor concern, and across vendors they made the unit price's |z| so
+  heavy-tailed that a unit price ten times too low scored below the alert (see
+  :mod:`training.scms_anomaly`). A product's units per pack never change in this file, so for
+  most lines the formulation holds one pack size and the unit price repeats the pack price's
+  comparison; it adds evidence where pack sizes differ (Norvir 2 x 84 capsules at 7.5x the
+  unit price of the 84 and 4 x 84 packs), and catches a units-per-pack error that leaves the
+  pack price unchanged;
 * its **freight cost per kg**, where the line carries its own numeric freight and weight (lines
   whose freight is ``See ASN``, included in the commodity cost or invoiced separately carry
   none), with the earlier lines of the same shipment mode, destination country and **weight
