@@ -16,7 +16,7 @@ Four values of each line are compared with earlier lines:
   molecule's median would call every branded or strong line an anomaly. Per vendor because
   vendors' price levels (a South African wholesaler's Efavirenz at 4.4x the market) are the
   pack price's per-vendor concern, and across vendors they made the unit price's |z| so
-  heavy-tailed that a unit price ten times too low scored below the alert (see
+  heavy-tailed that a unit price ten times too low ranked only 196th-291st (see
   :mod:`training.scms_anomaly`). A product's units per pack never change in this file, so for
   most lines the formulation holds one pack size and the unit price repeats the pack price's
   comparison; it adds evidence where pack sizes differ (Norvir 2 x 84 capsules at 7.5x the
