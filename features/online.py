@@ -117,17 +117,67 @@ class _Master:
     """Purchase-order lines as scheduled receipts (read whole: their receipts change them)."""
     alerts: pd.DataFrame
     """The carriers' service alerts (read whole on every refresh: a few per region and month)."""
+    po_lines_of_sku: dict[Hashable, np.ndarray]
+    """Positions in ``po_lines`` of each SKU's lines: a draft's lookups read only its SKUs'."""
+    alerts_of_region: dict[Hashable, np.ndarray]
+    """Positions in ``alerts`` of each ship region's: an alert counts only in its own region."""
+    alert_spans: tuple[np.ndarray, np.ndarray]
+    """When each alert counts: from its start (and strictly after its announcement) to its end,
+    as :func:`features.late_shipment.alert_features` reads it; int64 micros, NaT-free."""
 
     @classmethod
     def of(cls, history: History) -> _Master:
+        po_lines, alerts = history.po_lines, history.alerts
         return cls(
             customers=_records(history.customers, "customer_id"),
             products=_records(history.products, "sku"),
             locations=_records(history.locations, "location_id"),
             lanes=history.lanes.set_index("lane_id"),
-            po_lines=history.po_lines,
-            alerts=history.alerts,
+            po_lines=po_lines,
+            alerts=alerts,
+            po_lines_of_sku=_positions_by(po_lines, "sku"),
+            alerts_of_region={
+                region: np.sort(at) for region, at in _positions_by(alerts, "region").items()
+            },
+            alert_spans=_alert_spans(alerts),
         )
+
+    def alerts_for(self, regions: np.ndarray, t: np.ndarray) -> pd.DataFrame:
+        """The alerts that can count for rows of one ship region entered at ``t``: the region's
+        own that are in force at some of those moments (an alert elsewhere or at another time
+        counts for none of them). Rows of several regions get them all."""
+        distinct = set(regions.tolist())
+        if len(distinct) != 1 or not len(t):
+            return self.alerts
+        (region,) = distinct
+        if not isinstance(region, str):
+            return self.alerts
+        at = self.alerts_of_region.get(region, np.zeros(0, dtype=np.intp))
+        lo, hi = self.alert_spans
+        at = at[(lo[at] <= t.max()) & (hi[at] > t.min())]
+        return self.alerts.iloc[at]
+
+    def po_lines_for(self, skus: Sequence[Hashable]) -> pd.DataFrame:
+        """The purchase-order lines of these SKUs, in their order in ``po_lines``."""
+        found = [self.po_lines_of_sku[sku] for sku in set(skus) if sku in self.po_lines_of_sku]
+        if not found:
+            return self.po_lines.iloc[:0]
+        return self.po_lines.iloc[np.sort(np.concatenate(found))]
+
+
+def _alert_spans(alerts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    if alerts.empty:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    starts = alerts["starts_at"].to_numpy(np.int64)
+    announced = alerts["announced_at"].to_numpy(np.int64)
+    return np.maximum(starts, announced + 1), alerts["ends_at"].to_numpy(np.int64)
+
+
+def _positions_by(table: pd.DataFrame, key: str) -> dict[Hashable, np.ndarray]:
+    """Row positions of ``table`` per non-null value of ``key`` (none for an empty table)."""
+    if table.empty or key not in table.columns:
+        return {}
+    return dict(table.groupby(key, sort=False, observed=True, dropna=True).indices)
 
 
 def _records(table: pd.DataFrame, key: str) -> dict[Hashable, dict[str, Any]]:
@@ -201,7 +251,11 @@ class OnlineFeatures:
         """Features of rows shaped like :func:`features.late_shipment.entry_rows` (several
         orders may share them; order totals are per ``order_id``)."""
         found = self.aggregates(rows)
-        columns = feature_columns(rows, found, self.master.lanes, self.holidays, self.master.alerts)
+        alerts = self.master.alerts_for(
+            np.asarray(rows["ship_region"], dtype=object),
+            np.asarray(rows["entered_at"], dtype=np.int64),
+        )
+        columns = feature_columns(rows, found, self.master.lanes, self.holidays, alerts)
         return {name: np.asarray(columns[name]) for name in LATE_SHIPMENT.feature_names}
 
     def aggregates(self, rows: Rows) -> Aggregates:
@@ -287,8 +341,8 @@ def draft_rows(order: DraftOrder, master: _Master) -> dict[str, np.ndarray]:
             [line.price_approval_pending for line in lines], dtype=bool
         ),
         "expected_ready_on": ready_on,
-        "receipt_covered": covering_receipt_open(
-            [line.sku for line in lines], located, ready_on, entered_at, master.po_lines
+        "receipt_covered": _receipt_covered(
+            [line.sku for line in lines], located, ready_on, entered_at, master
         ),
         "line_units": np.array([line.quantity for line in lines], dtype=np.int64),
         "channel": text([order.channel] * n),
@@ -309,6 +363,26 @@ def draft_rows(order: DraftOrder, master: _Master) -> dict[str, np.ndarray]:
         "expedite_asked": np.array([line.expedite_asked for line in lines], dtype=bool),
         "entry_day": cal.local_days(entered_at, pd.Series(zones, dtype=object)),
     }
+
+
+def _receipt_covered(
+    skus: list[str],
+    located: list[str | None],
+    ready_on: np.ndarray,
+    entered_at: np.ndarray,
+    master: _Master,
+) -> np.ndarray:
+    """:func:`features.late_shipment.covering_receipt_open` over the purchase-order lines of the
+    SKUs that can be covered (a line at a location with an expected ready date: a backorder);
+    none such is covered by none, as there."""
+    waiting = [
+        sku
+        for sku, where, day in zip(skus, located, ready_on, strict=True)
+        if where is not None and not np.isnan(day)
+    ]
+    if not waiting:
+        return np.zeros(len(skus), dtype=bool)
+    return covering_receipt_open(skus, located, ready_on, entered_at, master.po_lines_for(waiting))
 
 
 def _check(order: DraftOrder, master: _Master) -> None:
