@@ -45,6 +45,8 @@ from erp_core.importers.scms_export import import_scms
 from erp_core.kpis import compute_kpis
 from erp_core.policy import load_policy
 from erp_core.settings import get_settings
+from features.availability import unavailable_features
+from features.history import load_history
 from features.scms import build_scms_features, moments
 from training import plots
 from training import scms as protocol
@@ -240,6 +242,23 @@ print(
     pd.Series([r.rule for r in imported.mapping_rejects]).value_counts().to_dict(),
 )
 
+# %% [markdown]
+# ### What the imported history cannot tell the late-shipment model
+#
+# SCMS records deliveries, not the warehouse: no stock counts, no ship date apart from the
+# delivery, no carrier alerts, no price approvals. erpx's late-shipment features that would be
+# computed from what the file lacks are declared unavailable, each with its reason, rather than
+# read as zeros (`features.availability`): the frame holds nulls there and a model trained on it
+# leaves them out.
+
+# %%
+policy = load_policy(get_settings().policy_path)
+unavailable = unavailable_features("late_shipment", load_history(url), policy.calendar)
+for feature, reason in sorted(unavailable.items()):
+    print(f"{feature:32} {reason}")
+findings["unavailable_features"] = dict(sorted(unavailable.items()))
+
+# %%
 rows = []
 for year in by_year.index:
     start = datetime(int(year), 1, 1, tzinfo=UTC)

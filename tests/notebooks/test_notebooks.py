@@ -186,6 +186,11 @@ def test_the_scms_notebook_reads_imports_and_scores_the_real_file_as_the_protoco
     assert found["test_roc_auc"]["LightGBM, point-in-time features"] == pytest.approx(
         evaluation.model.roc_auc, abs=1e-9
     )
+    # the file has no stock counts, ship dates, alerts or approvals: those features are named
+    assert {"stock_cover", "lane_transit_spread_28d", "region_alert_severity"} <= set(
+        found["unavailable_features"]
+    )
+    assert all(found["unavailable_features"].values())
     # erpx's OTIF of each year, from the imported rows, tells the same story as the file
     for year, otif in found["otif_by_year"].items():
         assert otif == pytest.approx(1 - expected_rates[int(year)], abs=0.03), year
