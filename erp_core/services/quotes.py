@@ -24,13 +24,13 @@ capture may take the stock.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, union_all
+from sqlalchemy import Executable, bindparam, func, select, tuple_, union_all
 
 from erp_core.db.models import (
     Customer,
@@ -360,6 +360,14 @@ Pair = tuple[str, str]
 """(sku, location id)"""
 
 
+def _read(uow: UnitOfWork, statement: Executable, params: dict[str, Any]) -> Iterable[Any]:
+    """Rows of a plain column SELECT, run on the unit of work's connection: the session's own
+    ``execute`` adds the ORM's bookkeeping (tens of microseconds a statement) to rows that are
+    no entities. A quote writes nothing, and the savepoint a nested quote runs in flushed the
+    session's pending changes when it began, so the connection reads what the session would."""
+    return uow.session.connection().execute(statement, params)
+
+
 class _Stock:
     """The balances of the order's SKUs at the order's locations, changed as capture would change
     them line by line: a reservation raises ``reserved``, a backorder adds to what waits on the
@@ -375,7 +383,7 @@ class _Stock:
             (sku, location_id): (0, 0) for sku in skus for location_id in location_ids
         }
         params = {"skus": self.skus, "location_ids": self.location_ids}
-        for sku, location_id, on_hand, reserved in uow.session.execute(_BALANCES, params):
+        for sku, location_id, on_hand, reserved in _read(uow, _BALANCES, params):
             self.shelf[(sku, location_id)] = (on_hand, reserved)
         self.reserved_by_order: Counter[Pair] = Counter()
         self.backordered_by_order: Counter[Pair] = Counter()
@@ -419,11 +427,11 @@ class _Stock:
         if self._waiting is None:
             params = {"skus": self.skus, "location_ids": self.location_ids}
             waiting: Counter[Pair] = Counter()
-            for sku, location_id, quantity in self.uow.session.execute(_BACKORDERED, params):
+            for sku, location_id, quantity in _read(self.uow, _BACKORDERED, params):
                 waiting[(sku, str(location_id))] = int(quantity)
             self._waiting = waiting
-            for sku, location_id, expected, quantity in self.uow.session.execute(
-                _SCHEDULED_RECEIPTS, params
+            for sku, location_id, expected, quantity in _read(
+                self.uow, _SCHEDULED_RECEIPTS, params
             ):
                 self._receipts.setdefault((sku, location_id), []).append(
                     ScheduledReceipt(expected, int(quantity))
@@ -625,21 +633,40 @@ class _DryAllocator:
 
 _LOCATIONS = select(Location).where(Location.id.in_(bindparam("ids", expanding=True)))
 
-_SUBSTITUTES = (
+_FREE = InventoryBalance.on_hand - InventoryBalance.reserved
+_CANDIDATES = (
     select(
-        Product.sku,
-        Product.category,
-        InventoryBalance.location_id,
-        InventoryBalance.on_hand - InventoryBalance.reserved,
+        Product.sku.label("sku"),
+        Product.category.label("category"),
+        InventoryBalance.location_id.label("location_id"),
+        _FREE.label("free"),
+        func.rank()
+        .over(partition_by=(Product.category, InventoryBalance.location_id), order_by=_FREE.desc())
+        .label("rank"),
     )
     .join(InventoryBalance, InventoryBalance.sku == Product.sku)
     .where(
+        # The categories and the locations on their own let the database search by index;
+        # the pairs then keep only the places some line is filled at.
         Product.category.in_(bindparam("categories", expanding=True)),
-        Product.active.is_(True),
         InventoryBalance.location_id.in_(bindparam("location_ids", expanding=True)),
+        tuple_(Product.category, InventoryBalance.location_id).in_(
+            bindparam("places", expanding=True)
+        ),
+        Product.active.is_(True),
         InventoryBalance.on_hand - InventoryBalance.reserved >= bindparam("at_least"),
     )
+    .subquery()
 )
+_SUBSTITUTES = select(
+    _CANDIDATES.c.sku, _CANDIDATES.c.category, _CANDIDATES.c.location_id, _CANDIDATES.c.free
+).where(_CANDIDATES.c.rank <= bindparam("ranks"))
+"""Free stock of the categories at the locations where the order's lines of them are filled,
+each (category, location)'s most free only: a line is offered at most ``MAX_SUBSTITUTES``, and
+only the order's own SKUs can lose free stock to the order (and a line's own SKU is no
+substitute for it), so the top ``MAX_SUBSTITUTES`` + (the order's SKUs of the category) by free
+stock, ties at the last rank included (``rank``, not a collation-dependent order), hold every
+substitute any of its lines is offered."""
 
 
 @dataclass
@@ -660,12 +687,22 @@ class _Substitutes:
         located = [line for line in lines if line.location_id is not None]
         if not located:
             return found
+        own = Counter(found.categories.values())
+        places = sorted(
+            {
+                (found.categories[line.sku], line.location_id)
+                for line in located
+                if line.location_id is not None
+            }
+        )
         params = {
-            "categories": sorted({found.categories[line.sku] for line in located}),
-            "location_ids": sorted({line.location_id for line in located if line.location_id}),
+            "categories": sorted({category for category, _ in places}),
+            "location_ids": sorted({location_id for _, location_id in places}),
+            "places": places,
             "at_least": min(line.quantity for line in located),
+            "ranks": MAX_SUBSTITUTES + max(own.values()),
         }
-        for sku, category, location_id, free in uow.session.execute(_SUBSTITUTES, params):
+        for sku, category, location_id, free in _read(uow, _SUBSTITUTES, params):
             left = int(free) - stock.reserved_by_order[(sku, location_id)]
             found.free.setdefault((category, location_id), []).append((sku, left))
         return found
