@@ -22,8 +22,9 @@
 # 1. what the file holds and what had to be repaired to read it;
 # 2. why it is hard: the late rate drifts by a factor of five over the decade;
 # 3. the point-in-time features, and the late-delivery protocol of issue 7 with its baselines;
-# 4. the file imported into an erpx database through the ERP export format, and erpx's own KPIs
-#    computed on it.
+# 4. the file imported into an erpx database through the ERP export format, what it cannot tell
+#    the late-shipment model, and erpx's own KPIs computed on it;
+# 5. the price and freight anomalies a reviewer would check first.
 #
 # The file is read from `ERPX_SCMS_PATH`, by default the project's shared datasets folder.
 
@@ -50,6 +51,7 @@ from features.history import load_history
 from features.scms import build_scms_features, moments
 from training import plots
 from training import scms as protocol
+from training.scms_anomaly import read_scms_lines, scms_anomaly_report
 
 if Path.cwd().name == "notebooks" and (Path.cwd().parent / "pyproject.toml").is_file():
     os.chdir(Path.cwd().parent)  # the default paths below start at the repository root
@@ -297,6 +299,41 @@ axes.set_ylabel("share of lines")
 axes.set_title("The imported history through erpx's KPIs")
 axes.legend()
 keep(figure, "kpis_by_year")
+
+# %% [markdown]
+# ## 5. Price and freight anomalies
+#
+# SCMS labels no anomaly, so this part is judged by a person. Each line's pack price, unit price,
+# freight per kg and weight per pack is compared with the lines delivered before its moment (the
+# same product, formulation x vendor, mode x country x weight band), as a robust z-score shrunk
+# toward the parent key; hard facts (goods at a price of 0 that are not donations, freight above
+# the value of the goods it carries, a line value that is not quantity x price) are rules. The
+# score follows the margin-anomaly model's scale (`training/scms_anomaly.py`): 0.8 and above is
+# an alert. The 20 lines a reviewer would open first, with the reason each was raised:
+
+# %%
+anomalies = scms_anomaly_report(read_scms_lines(PATH), top=20)
+summary = anomalies.summary()
+flagged = pd.Series(summary["flagged_by_kind"]).sort_values()
+print(
+    f"{summary['lines']:,} lines scored, {summary['flagged']:,} at or above the alert score "
+    f"{summary['alert_score']}: " + ", ".join(f"{k} {v}" for k, v in flagged[::-1].items() if v)
+)
+with pd.option_context("display.max_colwidth", 140, "display.width", 200):
+    shown_columns = ["rank", "line_id", "po_so_number", "country", "kind", "score", "reason"]
+    print(anomalies.top[shown_columns].to_string(index=False))
+
+figure, axes = plt.subplots(figsize=(8, 3.6))
+axes.barh(flagged.index, flagged.to_numpy(), color="tab:purple", alpha=0.8)
+axes.set_xlabel("lines at or above the alert score")
+axes.set_title("SCMS lines flagged, by the reason that scored highest")
+keep(figure, "anomalies_by_kind")
+findings |= {
+    "anomaly_lines_scored": summary["lines"],
+    "anomalies_flagged": summary["flagged"],
+    "anomalies_flagged_by_kind": summary["flagged_by_kind"],
+    "anomaly_top_line_ids": [int(v) for v in anomalies.top["line_id"]],
+}
 
 # %% [markdown]
 # ## What this shows

@@ -25,6 +25,7 @@ from training import margin_anomaly as ma
 from training import replenishment as rp
 from training import scms as scms_protocol
 from training import tracking
+from training.scms_anomaly import scms_anomalies
 
 from .conftest import NOTEBOOKS, NotebookRun, NotebookWorld, run_notebook, run_script
 
@@ -167,6 +168,7 @@ def test_the_scms_notebook_reads_imports_and_scores_the_real_file_as_the_protoco
         "precision_recall",
         "calibration",
         "kpis_by_year",
+        "anomalies_by_kind",
     }
     found = key_figures(run, NAMES[4])
     history = read_scms(path)
@@ -191,6 +193,10 @@ def test_the_scms_notebook_reads_imports_and_scores_the_real_file_as_the_protoco
         found["unavailable_features"]
     )
     assert all(found["unavailable_features"].values())
+    # the anomaly list is the report's own, 20 lines
+    expected_report = scms_anomalies(path, top=20)
+    assert found["anomaly_top_line_ids"] == [int(v) for v in expected_report.top["line_id"]]
+    assert found["anomalies_flagged"] == expected_report.summary()["flagged"]
     # erpx's OTIF of each year, from the imported rows, tells the same story as the file
     for year, otif in found["otif_by_year"].items():
         assert otif == pytest.approx(1 - expected_rates[int(year)], abs=0.03), year
