@@ -26,7 +26,8 @@
 #    the late-shipment model, and erpx's own KPIs computed on it;
 # 5. the price and freight anomalies a reviewer would check first.
 #
-# The file is read from `ERPX_SCMS_PATH`, by default the project's shared datasets folder.
+# The file is read from `ERPX_SCMS_PATH`, by default the shared datasets folder beside the
+# checkout (`../shared/datasets/scms/`).
 
 # %%
 import json
@@ -38,6 +39,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+import erp_core
 from erp_core.db.engine import make_engine, make_session_factory
 from erp_core.db.migrate import upgrade_to_head
 from erp_core.db.uow import UnitOfWork
@@ -56,7 +58,8 @@ from training.scms_anomaly import read_scms_lines, scms_anomaly_report
 if Path.cwd().name == "notebooks" and (Path.cwd().parent / "pyproject.toml").is_file():
     os.chdir(Path.cwd().parent)  # the default paths below start at the repository root
 
-DEFAULT_PATH = Path("..") / "shared" / "datasets" / "scms" / "SCMS_Delivery_History_Dataset.csv"
+DATASETS = Path(erp_core.__file__).resolve().parents[2] / "shared" / "datasets"
+DEFAULT_PATH = DATASETS / "scms" / "SCMS_Delivery_History_Dataset.csv"
 PATH = Path(os.environ.get("ERPX_SCMS_PATH", DEFAULT_PATH))
 OUT = Path(os.environ["ERPX_NOTEBOOK_OUT"]) if os.environ.get("ERPX_NOTEBOOK_OUT") else None
 findings: dict[str, object] = {}
@@ -319,9 +322,11 @@ print(
     f"{summary['lines']:,} lines scored, {summary['flagged']:,} at or above the alert score "
     f"{summary['alert_score']}: " + ", ".join(f"{k} {v}" for k, v in flagged[::-1].items() if v)
 )
-with pd.option_context("display.max_colwidth", 140, "display.width", 200):
-    shown_columns = ["rank", "line_id", "po_so_number", "country", "kind", "score", "reason"]
-    print(anomalies.top[shown_columns].to_string(index=False))
+for line in anomalies.top.itertuples():
+    print(
+        f"{line.rank:>2}. ID {line.line_id} ({line.po_so_number}, {line.country}), {line.kind}, "
+        f"score {line.score:.3f}: {line.reason}"
+    )
 
 figure, axes = plt.subplots(figsize=(8, 3.6))
 axes.barh(flagged.index, flagged.to_numpy(), color="tab:purple", alpha=0.8)
