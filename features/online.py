@@ -52,6 +52,7 @@ from features.late_shipment import (
     GLOBAL_PRIORS,
     WINDOWS_DAYS,
     Aggregates,
+    EventStream,
     Rows,
     assemble_aggregates,
     covering_receipt_open,
@@ -180,6 +181,17 @@ def _positions_by(table: pd.DataFrame, key: str) -> dict[Hashable, np.ndarray]:
     return dict(table.groupby(key, sort=False, observed=True, dropna=True).indices)
 
 
+@dataclass(frozen=True)
+class IndexUpdate:
+    """The events written between two sets of watermarks, as streams, and master data as read
+    then: what :meth:`OnlineFeatures.refresh` merges in."""
+
+    since: dict[str, int]
+    marks: dict[str, int]
+    streams: dict[str, EventStream]
+    master: _Master
+
+
 def _records(table: pd.DataFrame, key: str) -> dict[Hashable, dict[str, Any]]:
     plain = table.astype(object).where(table.notna(), None)
     return {record.pop(key): record for record in plain.to_dict("records")}
@@ -220,18 +232,33 @@ class OnlineFeatures:
         """Take in the events written since the last read (ids above the last watermarks, up
         to the current ones) and master data as it is now: afterwards every total equals an
         index built from scratch."""
+        self.apply(self.read_update())
+
+    def read_update(self) -> IndexUpdate:
+        """What :meth:`refresh` reads, without changing the index: the database reads and the
+        event streams (nearly all of a refresh's cost), so a server can do them on another
+        thread while the index keeps answering, and :meth:`apply` them between two requests."""
         if self.engine is None:
             raise ValueError("this index was built from loaded history: no database to refresh")
+        since = dict(self.marks)
         marks = watermarks(self.engine)
-        ranges = {name: (self.marks[name], marks[name]) for name in marks}
+        ranges = {name: (since[name], marks[name]) for name in marks}
         new = load_history_since(self.engine, ranges)
         streams = event_streams(
             new, self.holidays, milestones=ranges["milestones"], promises=ranges["promises"]
         )
-        for name, stream in streams.items():
+        return IndexUpdate(since, marks, streams, _Master.of(new))
+
+    def apply(self, update: IndexUpdate) -> bool:
+        """Merge in an update read since this index's current watermarks; one read from other
+        watermarks (the index was refreshed meanwhile) is refused (False), never counted twice."""
+        if update.since != self.marks:
+            return False
+        for name, stream in update.streams.items():
             self.indexes[name].extend(stream)
-        self.master = _Master.of(new)
-        self.marks = marks
+        self.master = update.master
+        self.marks = update.marks
+        return True
 
     # -- one order ---------------------------------------------------------------------------
 

@@ -203,8 +203,7 @@ class OnlinePricing:
         )
         self.engine: Engine | None = None
         self.last_line_id = 0
-        self.paid = _paid_table(history)
-        self._take_master_data(history)
+        self._take(_indexed(_paid_table(history), history, 0, 0))
 
     @classmethod
     def from_database(
@@ -225,27 +224,37 @@ class OnlinePricing:
         """Take in the lines written since the last read (ids above the last one, up to the
         current last) and master data as it is now: afterwards the index equals one built from
         scratch (a changed tier moves its customer's lines to the new tier's key)."""
+        self.apply(self.read_update())
+
+    def read_update(self) -> PricingUpdate:
+        """What :meth:`refresh` reads and builds, without changing the index (the whole cost of
+        a refresh: the keys of every priced line are sorted again), so a server can build it on
+        another thread and :meth:`apply` it between two requests."""
         if self.engine is None:
             raise ValueError("this index was built from loaded history: no database to refresh")
+        since = self.last_line_id
         mark = last_line_id(self.engine)
-        new = load_priced_history(self.engine, (self.last_line_id, mark))
+        new = load_priced_history(self.engine, (since, mark))
         added = _paid_table(new)
-        if len(added):
-            self.paid = pd.concat([self.paid, added], ignore_index=True)
-        self._take_master_data(new)
-        self.last_line_id = mark
+        paid = pd.concat([self.paid, added], ignore_index=True) if len(added) else self.paid
+        return _indexed(paid, new, since, mark)
 
-    def _take_master_data(self, history: History) -> None:
-        """Master data as ``history`` read it, and the keys of every priced line under it."""
-        self.customers = _records(history.customers, "customer_id")
-        self.products = _records(history.products, "sku")
-        self.price_list = _entries_by_key(history.price_list)
-        paid = self.paid
-        customer = [str(c) for c in paid["customer_id"]]
-        tiers = [self.customers.get(c, {}).get("tier") for c in customer]
-        skus = paid["sku"].to_numpy(dtype=object)
-        self.by_customer = _ByKey.of([np.array(customer, dtype=object), skus], paid)
-        self.by_tier = _ByKey.of([np.array(tiers, dtype=object), skus], paid)
+    def apply(self, update: PricingUpdate) -> bool:
+        """Take an update read since this index's last line; one read from another line (the
+        index was refreshed meanwhile) is refused (False), never counted twice."""
+        if update.since != self.last_line_id:
+            return False
+        self._take(update)
+        return True
+
+    def _take(self, update: PricingUpdate) -> None:
+        self.paid = update.paid
+        self.customers = update.customers
+        self.products = update.products
+        self.price_list = update.price_list
+        self.by_customer = update.by_customer
+        self.by_tier = update.by_tier
+        self.last_line_id = update.last_line_id
 
     # -- one order ---------------------------------------------------------------------------
 
@@ -351,6 +360,39 @@ class OnlinePricing:
                 raise InvalidValue(
                     "unit_price", line.unit_price, f"line {line.line_no}: must be > 0"
                 )
+
+
+@dataclass(frozen=True)
+class PricingUpdate:
+    """The priced lines up to ``last_line_id`` with master data as read then, keyed: what
+    :meth:`OnlinePricing.refresh` takes in (read after line ``since``)."""
+
+    since: int
+    last_line_id: int
+    paid: pd.DataFrame
+    customers: dict[Hashable, dict[str, Any]]
+    products: dict[Hashable, dict[str, Any]]
+    price_list: dict[Key, _Entries]
+    by_customer: _ByKey
+    by_tier: _ByKey
+
+
+def _indexed(paid: pd.DataFrame, history: History, since: int, mark: int) -> PricingUpdate:
+    """Master data as ``history`` read it, and the keys of every priced line under it."""
+    customers = _records(history.customers, "customer_id")
+    customer = [str(c) for c in paid["customer_id"]]
+    tiers = [customers.get(c, {}).get("tier") for c in customer]
+    skus = paid["sku"].to_numpy(dtype=object)
+    return PricingUpdate(
+        since=since,
+        last_line_id=mark,
+        paid=paid,
+        customers=customers,
+        products=_records(history.products, "sku"),
+        price_list=_entries_by_key(history.price_list),
+        by_customer=_ByKey.of([np.array(customer, dtype=object), skus], paid),
+        by_tier=_ByKey.of([np.array(tiers, dtype=object), skus], paid),
+    )
 
 
 def _price_source(line: DraftLine, break_price: float) -> str:

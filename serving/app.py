@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         else:
             app.state.runtime = runtime
         yield
+        app.state.runtime.close()
         app.state.runtime.engine.dispose()
 
     app = FastAPI(
