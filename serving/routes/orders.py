@@ -11,6 +11,8 @@ import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query
+from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from erp_core.db.models import ExceptionCase, OrderLine, SalesOrder
@@ -122,7 +124,7 @@ async def score_draft(
     metrics: MetricsDep,
     actor: Annotated[Actor, Depends(admits("capture_order"))],
     explain: Explain = "risky",
-) -> ScoredOrderOut:
+) -> Response:
     """Per line: where and when capture would promise it (available-to-promise), P(late) with
     the reasons pushing it up, the margin-anomaly score with its reason, and for a line at risk
     the actions that could save it. Nothing is written: the same order captured a moment later
@@ -131,7 +133,14 @@ async def score_draft(
     now = runtime.now()
     quote = _quote(runtime, body, actor)
     scored = _score(runtime, view_of_quote(quote, now), metrics, explain)
-    return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
+    return _json(ScoredOrderOut(**_scored_fields(scored, now, runtime.policy)))
+
+
+def _json(answer: BaseModel) -> Response:
+    """The answer built (and so validated) as its response model, serialised once by pydantic.
+    Returned as the model, FastAPI would validate it again and serialise it in two passes (to
+    Python values, then ``json.dumps``): a third of a millisecond of a 10-line score."""
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @router.post(
@@ -372,14 +381,14 @@ async def rescore(
     metrics: MetricsDep,
     _actor: Annotated[Actor, Depends(admits(ANY_ROLE))],
     explain: Explain = "risky",
-) -> ScoredOrderOut:
+) -> Response:
     """The open lines as they stand now (their current promise, location and state), with the
     features as of now; lines shipped, delivered or cancelled have nothing left to predict."""
     now = runtime.now()
     with runtime.reader() as uow:
         view = view_of_order(uow, order_id, as_of=now, open_only=True)
     scored = _score(runtime, view, metrics, explain)
-    return ScoredOrderOut(**_scored_fields(scored, now, runtime.policy))
+    return _json(ScoredOrderOut(**_scored_fields(scored, now, runtime.policy)))
 
 
 @router.get(
