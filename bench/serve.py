@@ -439,14 +439,22 @@ def _stages(runtime: Any, body: bytes, api_key: str) -> tuple[dict[str, tuple[in
     """The score route's work, step by step as serving/routes/orders.py and serving/scoring.py
     do it, each step timed (wall and this thread's CPU, nanoseconds: on a shared machine the
     CPU time is the steadier figure); also the late-shipment feature frame it built."""
+    import numpy as np
     import pandas as pd
-    from fastapi.routing import APIRoute
 
-    from serving.late_risk import REASON_LIMIT, LateRisk, _row
+    from serving.late_risk import ACTION_FEATURES, REASON_LIMIT, LateRisk, _row
     from serving.margin import score_margin
     from serving.routes import orders as routes
     from serving.schemas import DraftOrderIn, ScoredOrderOut
-    from serving.scoring import ScoredLine, ScoredOrder, _versions, _with_lines, draft_of, recommend
+    from serving.scoring import (
+        EXPLAIN_SHARE,
+        ScoredLine,
+        ScoredOrder,
+        _versions,
+        _with_lines,
+        draft_of,
+        recommend,
+    )
     from serving.security import admitted_roles
     from serving.views import view_of_quote
     from training.reasons import reasons_of_rows
@@ -481,25 +489,44 @@ def _stages(runtime: Any, body: bytes, api_key: str) -> tuple[dict[str, tuple[in
     frame = None
     risks: list[LateRisk] = []
     if scorable:
+        # As serving/late_risk.score_late_risk does it for a draft: reasons (TreeSHAP) only
+        # for the lines at least half as risky as the alert threshold, and of the feature
+        # values only those the actions read (a draft's scores are not kept).
         values = online.feature_values(draft)
         mark("late_features_online")
-        frame = pd.DataFrame(values)
         model = champion.estimator
-        matrix = model.encoder_.transform(frame)
-        mark("late_frame_and_encode")
+        matrix = model.encoder_.transform_columns(values)
+        mark("late_encode")
         probabilities = model.probability(matrix, num_threads=1)
         mark("late_predict_calibrated")
-        contributions = model.contributions(matrix, num_threads=1)
-        mark("late_treeshap_contributions")
-        names = model.encoder_.names
-        columns = {name: frame[name].to_numpy(dtype=object) for name in names}
-        reasons = reasons_of_rows(contributions, columns, names, REASON_LIMIT, contexts)
-        mark("late_reason_texts")
+        explain_from = runtime.policy.late_risk_probability * EXPLAIN_SHARE
+        explained = np.flatnonzero(probabilities >= explain_from)
+        reasons: list[tuple[Any, ...]] = [() for _ in probabilities]
+        if len(explained):
+            contributions = model.contributions(matrix[explained], num_threads=1)
+            mark("late_treeshap_contributions")
+            names = model.encoder_.names
+            columns = {name: np.asarray(values[name], dtype=object)[explained] for name in names}
+            found = reasons_of_rows(
+                contributions, columns, names, REASON_LIMIT, [contexts[i] for i in explained]
+            )
+            for i, row_reasons in zip(explained, found, strict=True):
+                reasons[i] = tuple(row_reasons)
+            mark("late_reason_texts")
         risks = [
-            LateRisk(float(p), champion.name, champion.version, tuple(r), _row(values, i))
-            for i, (p, r) in enumerate(zip(probabilities, reasons, strict=True))
+            LateRisk(
+                float(p),
+                champion.name,
+                champion.version,
+                reasons[i],
+                _row(values, i, ACTION_FEATURES),
+                explained=i in set(explained.tolist()),
+            )
+            for i, p in enumerate(probabilities)
         ]
-        mark("late_feature_dicts_for_trail")
+        mark("late_risks")
+        frame = pd.DataFrame(values)  # the references' input (bench only): not a route step
+        mark("_untimed")
     late = {line.line_no: risk for line, risk in zip(scorable, risks, strict=True)}
     margins = score_margin(
         view, runtime.pricing, runtime.models.champion(MARGIN_ANOMALY), runtime.policy
@@ -519,15 +546,9 @@ def _stages(runtime: Any, body: bytes, api_key: str) -> tuple[dict[str, tuple[in
     mark("actions")
     out = ScoredOrderOut(**routes._scored_fields(result, now, runtime.policy))
     mark("response_model_build")
-    route = next(
-        r for r in routes.router.routes if isinstance(r, APIRoute) and r.path.endswith("/score")
-    )
-    response_field = route.response_field
-    assert response_field is not None
-    value, errors = response_field.validate(out, {}, loc=("response",))
-    assert not errors
-    response_field.serialize_json(value, by_alias=True)
-    mark("response_validate_and_json")
+    routes._json(out)
+    mark("response_json")
+    marks.pop("_untimed", None)
     return marks, frame
 
 
@@ -617,8 +638,9 @@ def profile_request(
         "framework_cpu_ms": round(app_cpu_ms - route_cpu_ms, 3),
         "framework_note": "the whole request's process CPU through the ASGI app minus the "
         "route's steps (measured in turns over the same bodies): Starlette/FastAPI routing, "
-        "dependency solving (runtime_of and admits' check are sync def, so each runs in the "
-        "thread pool), body reading; a figure within +-2 ms of zero is within the noise of "
+        "dependency solving (runtime_of and admits' check are async, run on the loop), body "
+        "reading and parsing, the middlewares, a background feature-index read when one falls "
+        "due (its CPU is the process's); a figure within +-2 ms of zero is within the noise of "
         "this shared machine. Not the HTTP server (h11): real_server_minus_route_steps "
         "compares the real server's CPU per request with the route's steps",
         "hot_functions_by_own_time": _hot(stats, calls, "tottime", 20, project_only=False),
