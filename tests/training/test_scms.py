@@ -1,15 +1,43 @@
-"""The SCMS protocol: the split is by scheduled date, the static baseline learns from the
-training years only, and on the real file the scorers rank far better than chance."""
+"""The SCMS protocol: the split is by scheduled date, every choice and the calibration rest on
+the training years (rolling folds that never reach 2013; the test lines' outcomes do not move the
+test probabilities), the static baseline learns from the training years only, the late-rate
+columns may only raise the risk, and on the real file the scorers rank far better than chance."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
 from erp_core.importers.scms import read_scms
-from tests.erp_core.importers.test_scms import scms_path  # noqa: F401  (the real file's fixture)
+from features.scms import build_scms_features
 from tests.features.test_scms import _lines
-from training.scms import TEST_FROM, evaluate_scms, vendor_mode_rate
+from training.scms import (
+    FEATURES,
+    TEST_FROM,
+    VALIDATION_YEARS,
+    LateModel,
+    PlattCalibration,
+    evaluate_scms,
+    holdout_probabilities,
+    rolling_folds,
+    vendor_mode_rate,
+)
+
+
+def _years(count: int = 2_400) -> pd.DataFrame:
+    """Lines scheduled from 2009 to 2014, late more often from the RDC, so every rolling fold
+    and the test years hold both outcomes."""
+    lines = _lines(count, seed=11, days=6 * 365, start="2009-01-01")
+    rng = np.random.default_rng(5)
+    risk = np.where(lines["fulfill_via"] == "From RDC", 0.35, 0.08)
+    late = rng.random(len(lines)) < risk
+    delay = np.where(late, rng.integers(1, 40, len(lines)), -rng.integers(0, 30, len(lines)))
+    lines["delivered_date"] = lines["scheduled_delivery_date"] + pd.to_timedelta(delay, "D")
+    lines["late"] = late
+    return lines
 
 
 def test_the_vendor_mode_baseline_never_reads_a_test_line_s_outcome() -> None:
@@ -23,9 +51,70 @@ def test_the_vendor_mode_baseline_never_reads_a_test_line_s_outcome() -> None:
     assert not np.array_equal(before, vendor_mode_rate(flipped, train, ~train))
 
 
+def test_each_rolling_fold_fits_on_the_years_before_it_and_none_reaches_the_test_years() -> None:
+    scheduled = _years()["scheduled_delivery_date"]
+    folds = rolling_folds(scheduled)
+    assert [fold.year for fold in folds] == list(VALIDATION_YEARS)
+    for fold in folds:
+        start = pd.Timestamp(fold.year, 1, 1)
+        assert (scheduled[fold.fit] < start).all()
+        assert fold.fit.sum() == (scheduled < start).sum()
+        assert (scheduled[fold.validation].dt.year == fold.year).all()
+        assert fold.validation.sum() == (scheduled.dt.year == fold.year).sum()
+        assert (scheduled[fold.fit | fold.validation] < TEST_FROM).all()
+    with pytest.raises(ValueError, match="2013"):
+        rolling_folds(scheduled, (2011, 2013))
+
+
+def test_the_test_probabilities_never_read_a_test_line_s_outcome() -> None:
+    lines = _years()
+    frame = build_scms_features(lines)
+    test = (lines["scheduled_delivery_date"] >= TEST_FROM).to_numpy()
+    before, _, _ = holdout_probabilities(lines, frame)
+    flipped = lines.copy()
+    flipped.loc[test, "late"] = ~flipped.loc[test, "late"]
+    after, _, _ = holdout_probabilities(flipped, frame)
+    np.testing.assert_array_equal(before, after)
+    # the outcomes of a validation year move both the calibration and the final fit
+    year_2012 = (lines["scheduled_delivery_date"].dt.year == 2012).to_numpy()
+    flipped.loc[year_2012, "late"] = ~flipped.loc[year_2012, "late"]
+    moved, _, _ = holdout_probabilities(flipped, frame)
+    assert not np.allclose(before, moved)
+
+
+def test_the_calibration_recovers_a_known_distortion_and_keeps_the_ranking() -> None:
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.02, 0.9, 40_000)
+    truth = 1 / (1 + np.exp(-(0.5 * np.log(p / (1 - p)) - 1.0)))
+    calibration = PlattCalibration.fit(p, rng.random(len(p)) < truth)
+    assert calibration.slope == pytest.approx(0.5, abs=0.05)
+    assert calibration.intercept == pytest.approx(-1.0, abs=0.05)
+    order = np.argsort(p)
+    assert np.all(np.diff(calibration.apply(p)[order]) >= 0)
+
+
+def test_a_higher_late_rate_never_lowers_the_model_s_risk() -> None:
+    lines = _years()
+    frame = build_scms_features(lines)
+    late = lines["late"].to_numpy(bool)
+    fitted = LateModel().fit(frame, late, np.ones(len(lines), dtype=bool))
+    rows = frame.loc[frame.index[:200], list(FEATURES)]
+    for column in ("route_late_rate_90d", "vendor_late_rate", "country_mode_late_rate"):
+        grid = np.linspace(0.0, 0.8, 9)
+        risks = np.array(
+            [fitted.predict_proba(rows.assign(**{column: value}))[:, 1] for value in grid]
+        )
+        assert np.all(np.diff(risks, axis=0) >= -1e-12), column
+    unconstrained = LateModel(monotone_rates=False).fit(frame, late, np.ones(len(lines), bool))
+    assert unconstrained.get_params()["monotone_constraints"] == [0] * len(FEATURES)
+    assert fitted.get_params()["monotone_constraints"] == [
+        1 if "_late_rate" in column else 0 for column in FEATURES
+    ]
+
+
 def test_on_the_real_file_the_split_is_by_scheduled_date_and_every_scorer_ranks(
-    scms_path,  # noqa: F811
-) -> None:  # type: ignore[no-untyped-def]
+    scms_path: Path,
+) -> None:
     lines = read_scms(scms_path).lines
     evaluation = evaluate_scms(lines)
     assert evaluation.train_lines == int((lines["scheduled_delivery_date"] < TEST_FROM).sum())
@@ -36,3 +125,15 @@ def test_on_the_real_file_the_split_is_by_scheduled_date_and_every_scorer_ranks(
     for scores in (evaluation.model, evaluation.vendor_mode_rate, evaluation.logistic):
         assert 0.70 < scores.roc_auc < 0.95
     assert len(evaluation.test_probabilities) == evaluation.test_lines
+    folds = evaluation.validation.folds
+    assert [fold.year for fold in folds] == list(VALIDATION_YEARS)
+    for fold in folds:
+        in_year = lines["scheduled_delivery_date"].dt.year == fold.year
+        assert fold.model.lines == int(in_year.sum())
+        assert fold.model.positives == int(lines.loc[in_year, "late"].sum())
+        assert 0.60 < fold.model.roc_auc < 0.95
+    # recalibrating on earlier years' out-of-fold predictions helps the later validation years
+    for fold in folds[1:]:
+        assert fold.calibrated_brier is not None
+        assert fold.calibrated_brier < fold.model.brier
+    assert evaluate_scms(lines).model.roc_auc == evaluation.model.roc_auc
