@@ -1,6 +1,6 @@
 """How the SCMS late-delivery model was chosen: rolling validation on the training years only.
 
-    .venv/bin/python bench/scms_selection.py        # ~2 min on 2 cores
+    .venv/bin/python bench/scms_selection.py        # 80-115 s on 2 shared cores
 
 Every candidate is scored by ``training.scms``'s rolling-origin folds (fit on the lines scheduled
 before 2010, 2011, 2012; score that year), never on the test years (scheduled from 2013), which
