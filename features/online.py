@@ -122,6 +122,10 @@ class _Master:
     """Positions in ``po_lines`` of each SKU's lines: a draft's lookups read only its SKUs'."""
     alerts_of_region: dict[Hashable, np.ndarray]
     """Positions in ``alerts`` of each ship region's: an alert counts only in its own region."""
+    carrier_of_lane: dict[Hashable, Any]
+    """``lanes``' carrier of each lane id (a dict read per draft line, not a Series lookup)."""
+    no_alerts: pd.DataFrame
+    """``alerts`` without a row (what a draft with no alert in force is handed)."""
     alert_spans: tuple[np.ndarray, np.ndarray]
     """When each alert counts: from its start (and strictly after its announcement) to its end,
     as :func:`features.late_shipment.alert_features` reads it; int64 micros, NaT-free."""
@@ -129,17 +133,20 @@ class _Master:
     @classmethod
     def of(cls, history: History) -> _Master:
         po_lines, alerts = history.po_lines, history.alerts
+        lanes = history.lanes.set_index("lane_id")
         return cls(
             customers=_records(history.customers, "customer_id"),
             products=_records(history.products, "sku"),
             locations=_records(history.locations, "location_id"),
-            lanes=history.lanes.set_index("lane_id"),
+            lanes=lanes,
             po_lines=po_lines,
             alerts=alerts,
             po_lines_of_sku=_positions_by(po_lines, "sku"),
             alerts_of_region={
                 region: np.sort(at) for region, at in _positions_by(alerts, "region").items()
             },
+            carrier_of_lane=dict(zip(lanes.index, lanes["carrier_id"], strict=True)),
+            no_alerts=alerts.iloc[:0],
             alert_spans=_alert_spans(alerts),
         )
 
@@ -156,7 +163,7 @@ class _Master:
         at = self.alerts_of_region.get(region, np.zeros(0, dtype=np.intp))
         lo, hi = self.alert_spans
         at = at[(lo[at] <= t.max()) & (hi[at] > t.min())]
-        return self.alerts.iloc[at]
+        return self.alerts.iloc[at] if len(at) else self.no_alerts
 
     def po_lines_for(self, skus: Sequence[Hashable]) -> pd.DataFrame:
         """The purchase-order lines of these SKUs, in their order in ``po_lines``."""
@@ -344,7 +351,7 @@ def draft_rows(order: DraftOrder, master: _Master) -> dict[str, np.ndarray]:
     promised = np.array([line.promised_ship_date is not None for line in lines])
     n = len(lines)
     lanes = [line.lane_id if where else None for line, where in zip(lines, located, strict=True)]
-    carriers = master.lanes["carrier_id"]
+    carriers = master.carrier_of_lane
     ready_on = _epoch_days([line.expected_ready_on for line in lines])
     zones = [place["timezone"] if place else _home_zone(customer, master) for place in places]
     entered_at = np.full(n, entered, dtype=np.int64)

@@ -87,17 +87,23 @@ class StreamIndex:
         sums = {
             w: {name: np.zeros(n, dtype=np.int64) for name in self.value_names} for w in windows
         }
+        # Rows asking the same key at the same moment (an order's lines at one location, on
+        # one lane) are answered once.
+        asked: dict[tuple[Key, int], list[int]] = {}
         for row, key in enumerate(keys):
-            found = self.by_key.get(key) if key is not None else None
+            if key is not None:
+                asked.setdefault((key, int(t[row])), []).append(row)
+        for (key, moment), rows in asked.items():
+            found = self.by_key.get(key)
             if found is None:
                 continue
-            moment = int(t[row])
+            at = rows[0] if len(rows) == 1 else rows
             upper = int(found.times.searchsorted(moment, side="left"))
             for window in windows:
                 lower = 0 if window is None else int(found.times.searchsorted(moment - window))
-                counts[window][row] = upper - lower
+                counts[window][at] = upper - lower
                 for name, running in found.running.items():
-                    sums[window][name][row] = running[upper] - running[lower]
+                    sums[window][name][at] = running[upper] - running[lower]
         return {window: WindowTotals(counts[window], sums[window], has_key) for window in windows}
 
     def everywhere_before(self, t: np.ndarray) -> WindowTotals:
