@@ -7,7 +7,10 @@ Reads and repairs the file (``erp_core.importers.scms``), builds the point-in-ti
 rolling validation years (fitted on the lines scheduled before 2010, 2011, 2012, scored on that
 year: where the model's columns, hyperparameters, tree count and calibration were chosen, by
 ``bench/scms_selection.py``), then fits on every line scheduled before 2013-01-01 and scores the
-test years. Prints both tables and writes bench/results/scms.json.
+test years. Then the price and freight anomaly report (``training.scms_anomaly``: lines flagged by
+kind, the top 20 with reasons) and, unless ``--skip-database-import``, ``erpx import scms`` into a
+fresh SQLite database (rows loaded and rejected, seconds) with the late-shipment features that
+history cannot compute. Prints the tables and writes bench/results/scms.json.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +30,15 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _H
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from erp_core.db.engine import make_engine, make_session_factory  # noqa: E402
+from erp_core.db.migrate import upgrade_to_head  # noqa: E402
+from erp_core.db.uow import UnitOfWork  # noqa: E402
 from erp_core.importers.scms import read_scms  # noqa: E402
+from erp_core.importers.scms_export import import_scms  # noqa: E402
+from erp_core.policy import load_policy  # noqa: E402
+from erp_core.settings import get_settings  # noqa: E402
+from features.availability import unavailable_features  # noqa: E402
+from features.history import load_history  # noqa: E402
 from training.metrics import auc_standard_error  # noqa: E402
 from training.scms import (  # noqa: E402
     LGBM_PARAMS,
@@ -35,6 +47,7 @@ from training.scms import (  # noqa: E402
     LateModel,
     evaluate_scms,
 )
+from training.scms_anomaly import scms_anomalies  # noqa: E402
 
 DEFAULT_PATH = (
     _HERE.parent.parent / "shared" / "datasets" / "scms" / "SCMS_Delivery_History_Dataset.csv"
@@ -46,6 +59,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--out", type=Path, default=_HERE / "results" / "scms.json")
+    parser.add_argument(
+        "--skip-database-import",
+        action="store_true",
+        help="leave out erpx import scms into a temporary SQLite database (15-40 s)",
+    )
     args = parser.parse_args()
     console = Console()
     started = time.perf_counter()
@@ -164,10 +182,60 @@ def main() -> None:
         "target_roc_auc": TARGET_ROC_AUC,
         "model_meets_target": evaluation.model.roc_auc >= TARGET_ROC_AUC,
         "wall_seconds": round(wall, 2),
+        "anomalies": _anomalies(args.path, console),
+        "database_import": None if args.skip_database_import else _database_import(args.path),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"wrote {args.out} in {wall:.1f} s")
+
+
+def _anomalies(path: Path, console: Console) -> dict:
+    """The anomaly report's summary, with the top lines cut to what a reader of the JSON needs."""
+    report = scms_anomalies(path, top=20)
+    summary = report.summary()
+    summary["top"] = [
+        {
+            "rank": int(line.rank),
+            "line_id": int(line.line_id),
+            "kind": line.kind,
+            "score": round(float(line.score), 4),
+            "reason": line.reason,
+        }
+        for line in report.top.itertuples()
+    ]
+    console.print(
+        f"anomalies: {summary['lines']:,} lines scored, {summary['flagged']:,} flagged in "
+        f"{summary['seconds']['total']:.2f} s; top: {summary['top'][0]['reason']}"
+    )
+    return summary
+
+
+def _database_import(path: Path) -> dict:
+    """``erpx import scms``'s work into a fresh SQLite file: what it loaded and how fast, and the
+    late-shipment features the imported history cannot compute."""
+    folder = Path(tempfile.mkdtemp(prefix="erpx-bench-scms-"))
+    url = f"sqlite:///{folder / 'erpx.db'}"
+    upgrade_to_head(url)
+    engine = make_engine(url)
+    policy = load_policy(get_settings().policy_path)
+    try:
+        report = import_scms(UnitOfWork(make_session_factory(engine), policy), path, folder / "x")
+    finally:
+        engine.dispose()
+    load = report.load
+    return {
+        "database": "SQLite (temporary file)",
+        "scms_rows_read": report.rows_read,
+        "order_lines_loaded": report.lines_loaded,
+        "scms_rows_rejected": report.rows_rejected,
+        "export_rows_loaded": load.rows_loaded,
+        "seconds": round(report.elapsed_seconds, 2),
+        "mapping_seconds": round(report.map_seconds, 2),
+        "unavailable_late_shipment_features": sorted(
+            unavailable_features("late_shipment", load_history(url), policy.calendar)
+        ),
+    }
 
 
 def _commit() -> str:
