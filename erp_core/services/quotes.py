@@ -5,7 +5,8 @@ Order entry asks before it commits: serving scores a draft order's late risk and
 capture's decisions for lines that do not exist yet. A second set of rules would drift from
 capture's, so a quote calls the rules capture calls (``decide_price`` on the tier's price breaks,
 ``exceeds_credit_limit`` on ``open_exposure``, ``plan_allocation``, ``promise_for``) on the same
-inputs, and chooses lanes as ``standard_lanes`` does (read with the express lanes in one query). Only the bookkeeping differs: where capture reserves stock,
+inputs, and chooses lanes as ``standard_lanes`` does (read with the express lanes in one
+query). Only the bookkeeping differs: where capture reserves stock,
 backorders a line and lets it join the pick queue in the database, a quote counts the same changes
 in memory (``_Stock``, the backlog counts), so a later line of the order sees the stock, backorders
 and backlog its earlier lines would have left, as it does in capture.
