@@ -39,6 +39,11 @@ PERMISSIONS = (
 )
 """Every act the services check; the policy file must grant each to at least one role."""
 
+INBOUND_QUANTILES = ("nominal", "p80")
+"""How a promise dates the receipt a backorder waits for: the purchase-order line's expected date
+(``nominal``), or its forecast 80th-percentile receipt date (``p80``; the nominal date where the
+line has no forecast). See ``erp_core.services.inbound``."""
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -103,6 +108,8 @@ class Policy:
     late_risk_probability: float
     margin_anomaly_score: float
     calendar: BusinessCalendar
+    inbound_quantile: str = "nominal"
+    """``promise.inbound_quantile``: one of :data:`INBOUND_QUANTILES`."""
 
     def allows(self, role: str, permission: str) -> bool:
         return role in self.permissions.get(permission, frozenset())
@@ -177,7 +184,21 @@ def parse_policy(raw: Mapping[str, Any], source: str = "policy") -> Policy:
         late_risk_probability=_threshold(thresholds, "late_risk_probability", 0.35, source),
         margin_anomaly_score=_threshold(thresholds, "margin_anomaly_score", 0.8, source),
         calendar=calendar,
+        inbound_quantile=_inbound_quantile(raw.get("promise", {}), source),
     )
+
+
+def _inbound_quantile(raw: Any, source: str) -> str:
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{source}: promise must be a table", field="promise", value=raw)
+    value = raw.get("inbound_quantile", "nominal")
+    if value not in INBOUND_QUANTILES:
+        raise PolicyError(
+            f"{source}: promise.inbound_quantile must be one of {', '.join(INBOUND_QUANTILES)}",
+            field="promise.inbound_quantile",
+            value=value,
+        )
+    return str(value)
 
 
 def _threshold(raw: Mapping[str, Any], key: str, default: float, source: str) -> float:

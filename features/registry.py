@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 from erp_core.domain.errors import InvalidValue
 
-Entity = Literal["order_line", "sku_location_day", "priced_line"]
+Entity = Literal["order_line", "sku_location_day", "priced_line", "po_line"]
 Dtype = Literal["float64", "int64", "bool", "category", "datetime64[us, UTC]"]
-ENTITIES: tuple[Entity, ...] = ("order_line", "sku_location_day", "priced_line")
+ENTITIES: tuple[Entity, ...] = ("order_line", "sku_location_day", "priced_line", "po_line")
+"""``po_line``: an open purchase-order line as of a moment (``features.inbound``, which builds its
+frame from purchase-order history rather than the order-line history of ``features build``)."""
 
 
 @dataclass(frozen=True)

@@ -368,6 +368,79 @@ def demand_forecast(
     console.print(run_summary(result, url, settings, middle, [("oracle", oracle)]))
 
 
+@app.command("receipt-delay")
+@reports_user_errors
+def receipt_delay(
+    ctx: typer.Context,
+    validation_days: int = typer.Option(14, help="Days of placements that stop the boosting."),
+    test_days: int = typer.Option(21, help="The newest days of placements, scored for the gate."),
+    label_horizon_days: int = typer.Option(
+        42, help="Days the newest test line is given to be received."
+    ),
+    seed: int = typer.Option(7, help="Seed of the model (same data + seed = same model)."),
+    promote: bool = typer.Option(
+        False, "--promote", help="Apply the gate: make it the champion if it beats the current one."
+    ),
+    database_url: str | None = typer.Option(None, help="Read this database instead."),
+) -> None:
+    """Train the receipt-delay quantiles of open purchase-order lines (P50/P80/P90 days after the
+    expected date) and score them beside the supplier history on the same test lines."""
+    from training.receipt_delay import DelaySplit, train_receipt_delay
+
+    settings = settings_of(ctx)
+    split = DelaySplit(
+        validation_days=validation_days, test_days=test_days, label_horizon_days=label_horizon_days
+    )
+    with steps_shown("receipt_delay") as step:
+        result = train_receipt_delay(
+            settings, database_url=database_url, split=split, seed=seed, promote=promote, step=step
+        )
+    table = Table(title="test lines: delay quantiles (days)", title_justify="left")
+    for title in ("scorer", "rows at", "rows", "lines", "pinball P50", "P80", "P90", "mean"):
+        table.add_column(title, justify="left" if title in ("scorer", "rows at") else "right")
+    for title in ("coverage P80", "mean P80"):
+        table.add_column(title, justify="right")
+    for row in result.score_rows():
+        table.add_row(
+            str(row["scorer"]),
+            str(row["rows_at"]),
+            f"{int(row['rows']):,}",
+            f"{int(row['lines']):,}",
+            *(f"{row[k]:.3f}" for k in ("pinball_p50", "pinball_p80", "pinball_p90")),
+            f"{row['pinball_mean']:.3f}",
+            f"{row['coverage_p80']:.3f}",
+            f"{row['mean_p80_days']:.2f}",
+        )
+    console.print(table)
+    middle = [
+        ("dropped", f"{result.unlabelled_rows:,} rows of lines not received yet"),
+        ("trees", ", ".join(str(n) for n in result.best_iterations) + " (P50, P80, P90)"),
+        ("choice", result.choice_reason),
+    ]
+    url = database_url or settings.database_url
+    console.print(run_summary(result, url, settings, middle))
+
+
+@app.command("receipt-forecasts")
+@reports_user_errors
+def receipt_forecasts(
+    ctx: typer.Context,
+    database_url: str | None = typer.Option(None, help="Write into this database instead."),
+) -> None:
+    """Write the P50/P80/P90 receipt dates of every open purchase-order line as of now (the
+    receipt_delay champion's, else the supplier history's): what a promise reads under
+    promise.inbound_quantile = "p80". Run daily."""
+    from datetime import UTC
+
+    from training.receipt_delay import write_receipt_forecasts
+
+    settings = settings_of(ctx)
+    written, method = write_receipt_forecasts(
+        settings, now=datetime.now(UTC), database_url=database_url
+    )
+    console.print(f"{written:,} open purchase-order lines forecast ({method})")
+
+
 @reports_user_errors
 def replenishment_report(
     ctx: typer.Context,

@@ -538,3 +538,24 @@ class ServiceAlert(Base):
         CheckConstraint("severity >= 1 AND severity <= 3", name="severity_range"),
         CheckConstraint("ends_at > starts_at", name="ends_after_start"),
     )
+
+
+class PoLineReceiptForecast(Base):
+    """When an open purchase-order line is expected to be received, as forecast at ``as_of``:
+    the 50th, 80th and 90th percentile receipt dates (``method`` says who forecast them: the
+    supplier history in erp_core, or a model version).
+
+    One current row per line, replaced by each refresh; the promise reads the P80 date when the
+    policy's ``promise.inbound_quantile`` is ``p80`` (``erp_core.services.inbound``).
+    """
+
+    __tablename__ = "po_line_receipt_forecasts"
+    po_line_id: Mapped[int] = mapped_column(ForeignKey("purchase_order_lines.id"), primary_key=True)
+    as_of: Mapped[datetime]
+    p50_date: Mapped[date] = mapped_column(Date)
+    p80_date: Mapped[date] = mapped_column(Date)
+    p90_date: Mapped[date] = mapped_column(Date)
+    method: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (
+        CheckConstraint("p50_date <= p80_date AND p80_date <= p90_date", name="ordered"),
+    )
