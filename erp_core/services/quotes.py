@@ -39,6 +39,7 @@ from erp_core.db.models import (
     Lane,
     Location,
     OrderLine,
+    PoLineReceiptForecast,
     Product,
     PurchaseOrder,
     PurchaseOrderLine,
@@ -54,6 +55,7 @@ from erp_core.domain.promise import Promise, promise_for, promised_delivery_date
 from erp_core.domain.states import LineState, PurchaseOrderStatus, TransferStatus
 from erp_core.policy import Actor
 from erp_core.services.common import parse_date, require_aware
+from erp_core.services.inbound import NO_FORECAST, promise_receipt_date
 from erp_core.services.orders import (
     DEFAULT_REPLENISH_DAYS,
     LineRequest,
@@ -341,8 +343,10 @@ _SCHEDULED_RECEIPTS = union_all(
         PurchaseOrder.location_id.label("location_id"),
         PurchaseOrderLine.expected_date.label("expected_date"),
         (PurchaseOrderLine.quantity - PurchaseOrderLine.received_quantity).label("quantity"),
+        PoLineReceiptForecast.p80_date.label("p80_date"),
     )
     .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+    .outerjoin(PoLineReceiptForecast, PoLineReceiptForecast.po_line_id == PurchaseOrderLine.id)
     .where(
         PurchaseOrderLine.sku.in_(bindparam("skus", expanding=True)),
         PurchaseOrder.location_id.in_(bindparam("location_ids", expanding=True)),
@@ -351,7 +355,13 @@ _SCHEDULED_RECEIPTS = union_all(
         ),
         PurchaseOrderLine.received_quantity < PurchaseOrderLine.quantity,
     ),
-    select(Transfer.sku, Transfer.to_location_id, Transfer.expected_date, Transfer.quantity).where(
+    select(
+        Transfer.sku,
+        Transfer.to_location_id,
+        Transfer.expected_date,
+        Transfer.quantity,
+        NO_FORECAST,
+    ).where(
         Transfer.sku.in_(bindparam("skus", expanding=True)),
         Transfer.to_location_id.in_(bindparam("location_ids", expanding=True)),
         Transfer.status == TransferStatus.IN_TRANSIT,
@@ -432,11 +442,12 @@ class _Stock:
             for sku, location_id, quantity in _read(self.uow, _BACKORDERED, params):
                 waiting[(sku, str(location_id))] = int(quantity)
             self._waiting = waiting
-            for sku, location_id, expected, quantity in _read(
+            for sku, location_id, expected, quantity, p80 in _read(
                 self.uow, _SCHEDULED_RECEIPTS, params
             ):
+                dated = promise_receipt_date(self.uow.policy, expected, p80)
                 self._receipts.setdefault((sku, location_id), []).append(
-                    ScheduledReceipt(expected, int(quantity))
+                    ScheduledReceipt(dated, int(quantity))
                 )
         return self._waiting
 

@@ -26,6 +26,7 @@ from erp_core.db.models import (
     LinePromise,
     Location,
     OrderLine,
+    PoLineReceiptForecast,
     PurchaseOrder,
     PurchaseOrderLine,
     Reservation,
@@ -39,6 +40,7 @@ from erp_core.domain.errors import Conflict
 from erp_core.domain.states import LineState, PurchaseOrderStatus, TransferStatus
 from erp_core.policy import Actor
 from erp_core.services.common import transition
+from erp_core.services.inbound import NO_FORECAST, promise_receipt_date
 
 BUCKETS = ("on_hand", "reserved", "on_order")
 
@@ -293,13 +295,15 @@ def scheduled_receipts(uow: UnitOfWork, sku: str, location_id: str) -> tuple[Sch
 
 
 _SCHEDULED_RECEIPTS = union_all(
-    # open purchase-order lines ...
+    # open purchase-order lines (with their receipt forecast, if any) ...
     select(
         PurchaseOrder.location_id.label("location_id"),
         PurchaseOrderLine.expected_date.label("expected_date"),
         (PurchaseOrderLine.quantity - PurchaseOrderLine.received_quantity).label("quantity"),
+        PoLineReceiptForecast.p80_date.label("p80_date"),
     )
     .join(PurchaseOrder, PurchaseOrder.id == PurchaseOrderLine.purchase_order_id)
+    .outerjoin(PoLineReceiptForecast, PoLineReceiptForecast.po_line_id == PurchaseOrderLine.id)
     .where(
         PurchaseOrderLine.sku == bindparam("sku"),
         PurchaseOrder.location_id.in_(bindparam("location_ids", expanding=True)),
@@ -309,7 +313,7 @@ _SCHEDULED_RECEIPTS = union_all(
         PurchaseOrderLine.received_quantity < PurchaseOrderLine.quantity,
     ),
     # ... and transfers on their way
-    select(Transfer.to_location_id, Transfer.expected_date, Transfer.quantity).where(
+    select(Transfer.to_location_id, Transfer.expected_date, Transfer.quantity, NO_FORECAST).where(
         Transfer.sku == bindparam("sku"),
         Transfer.to_location_id.in_(bindparam("location_ids", expanding=True)),
         Transfer.status == TransferStatus.IN_TRANSIT,
@@ -321,12 +325,14 @@ def scheduled_receipts_by_location(
     uow: UnitOfWork, sku: str, location_ids: Collection[str]
 ) -> dict[str, tuple[ScheduledReceipt, ...]]:
     """Open purchase-order lines and inbound transfers of the SKU at each of the locations, read
-    in one query (purchase orders first, then transfers, as the ATP arithmetic does not care)."""
+    in one query (purchase orders first, then transfers, as the ATP arithmetic does not care),
+    each dated as the policy promises by (``inbound.promise_receipt_date``)."""
     receipts: dict[str, list[ScheduledReceipt]] = {location_id: [] for location_id in location_ids}
-    for location_id, expected, quantity in uow.session.execute(
+    for location_id, expected, quantity, p80 in uow.session.execute(
         _SCHEDULED_RECEIPTS, {"sku": sku, "location_ids": list(location_ids)}
     ):
-        receipts[location_id].append(ScheduledReceipt(expected, int(quantity)))
+        dated = promise_receipt_date(uow.policy, expected, p80)
+        receipts[location_id].append(ScheduledReceipt(dated, int(quantity)))
     return {location_id: tuple(found) for location_id, found in receipts.items()}
 
 

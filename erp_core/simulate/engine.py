@@ -10,6 +10,7 @@ Each simulated day, in the order a real one happens:
 11:00  carriers deliver what is due
 19:30  the warehouses pick, pack and hand over what is planned to ship today
 20:00  planners: cycle counts, transfers, purchase orders; the exception queue is worked
+20:30  under the ``p80`` promise policy, the open purchase-order lines' receipt forecasts
 
 The simulator never writes ERP rows itself; it only calls services. What it knows beyond the ERP
 (the drawn fates, the true demand rates, the labelled pricing anomalies) goes to the truth tables.
@@ -44,6 +45,7 @@ from erp_core.policy import Actor
 from erp_core.services import fulfilment_batch, purchasing, returns, transfers
 from erp_core.services.alerts import announce_service_alert
 from erp_core.services.exceptions import resolve_exception
+from erp_core.services.inbound import refresh_receipt_forecasts
 from erp_core.services.inventory import record_cycle_count
 from erp_core.services.master_data import load_master_data
 from erp_core.services.order_changes import cancel_order_lines, decide_approval, release_credit_hold
@@ -235,7 +237,16 @@ class Simulation:
                 self._purchasing(day_number, today)
                 self._work_exceptions(today)
                 self.business_day_index += 1
+            self._forecast_receipts(today)
             self.uow.commit()
+
+    def _forecast_receipts(self, today: date) -> None:
+        """Under the ``p80`` promise policy the planners refresh the receipt forecasts every
+        evening, after the day's purchase orders, so the next day's promises read P80 dates
+        known tonight. No random number is drawn: the world is the nominal run's, only the
+        promises differ."""
+        if self.uow.policy.inbound_quantile == "p80":
+            self._attempt(refresh_receipt_forecasts, PLANNER, now=at(today, 20, 30))
 
     def _announce_storms(self, day_number: int, today: date) -> None:
         """At the start of a storm's first day the carriers announce it for every carrier into
