@@ -57,17 +57,26 @@ def kpis(
 
 
 class _ReportCache:
+    """Built reports by the world they were built from (database and registry) and location.
+
+    Keyed by the world, not by the location alone: one process can hold several apps (tests, an
+    embedded server beside the demo), and a report of one world must never answer for another.
+    A newly promoted demand champion shows once its world's entry is older than
+    REPORT_CACHE_SECONDS."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.reports: dict[str | None, tuple[float, Any]] = {}
+        self.reports: dict[tuple[str, str, str | None], tuple[float, Any]] = {}
 
     def get(self, runtime: Any, location: str | None) -> Any:
+        settings = runtime.settings
+        key = (settings.database_url, settings.mlflow_tracking_uri, location)
         with self.lock:
-            found = self.reports.get(location)
+            found = self.reports.get(key)
             if found is not None and time.monotonic() - found[0] < REPORT_CACHE_SECONDS:
                 return found[1]
             report = _build(runtime, location)
-            self.reports[location] = (time.monotonic(), report)
+            self.reports[key] = (time.monotonic(), report)
             return report
 
 

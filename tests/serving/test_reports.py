@@ -4,8 +4,12 @@ when no demand forecast is in service."""
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
 
 from erp_core.kpis import compute_kpis
+from serving.routes import reports
 from tests.serving.conftest import NOW, Api
 
 
@@ -65,3 +69,33 @@ def test_replenishment_without_a_demand_champion_says_so_with_a_503(api: Api) ->
     response = api.client.get("/v1/replenishment/recommendations", headers=api.as_role("planner"))
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "model_unavailable"
+
+
+def test_a_cached_replenishment_report_answers_only_for_the_world_it_was_built_from(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    built: list[tuple[str, str | None]] = []
+
+    def build(runtime: SimpleNamespace, location: str | None) -> str:
+        built.append((runtime.settings.database_url, location))
+        return f"report of {runtime.settings.database_url} at {location}"
+
+    monkeypatch.setattr(reports, "_build", build)
+    cache = reports._ReportCache()
+    north, south = (
+        SimpleNamespace(
+            settings=SimpleNamespace(
+                database_url=f"sqlite:///{name}.db", mlflow_tracking_uri=f"sqlite:///{name}-ml.db"
+            )
+        )
+        for name in ("north", "south")
+    )
+    assert cache.get(north, None) == "report of sqlite:///north.db at None"
+    assert cache.get(south, None) == "report of sqlite:///south.db at None"
+    assert cache.get(north, "DC-1") == "report of sqlite:///north.db at DC-1"
+    assert cache.get(north, None) == "report of sqlite:///north.db at None"  # from the cache
+    assert built == [
+        ("sqlite:///north.db", None),
+        ("sqlite:///south.db", None),
+        ("sqlite:///north.db", "DC-1"),
+    ]
