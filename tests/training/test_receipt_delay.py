@@ -175,3 +175,29 @@ def test_the_run_scores_both_candidates_registers_and_gates(
     uow.engine.dispose()
     assert len(rows) == open_now > 0
     assert all(r.p50_date <= r.p80_date <= r.p90_date and r.method == method for r in rows)
+
+
+def test_the_command_prints_both_candidates_and_refuses_a_short_window(
+    training_world: TrainingWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from erp_core.settings import get_settings
+    from serving.cli import app
+
+    monkeypatch.setenv("ERPX_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("ERPX_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("ERPX_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "mlartifacts"))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        arguments = ["train", "receipt-delay", "--database-url", training_world.url]
+        done = runner.invoke(app, arguments, env={"COLUMNS": "250"})
+        assert done.exit_code == 0, done.output
+        for text in ("lightgbm", "empirical", "coverage P80", "receipt_delay v1 as challenger"):
+            assert text in done.output
+        refused = runner.invoke(app, [*arguments, "--test-days", "80"], env={"COLUMNS": "250"})
+        assert refused.exit_code == 2
+        assert "needs at least 115" in refused.output
+    finally:
+        get_settings.cache_clear()
