@@ -22,12 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import bindparam, select
+
 from erp_core.db.models import Customer, Lane, Product
 from erp_core.db.uow import UnitOfWork
 from erp_core.domain.errors import DomainError, InvalidValue
 from erp_core.policy import Actor
 from erp_core.services.common import lock_row, parse_date, require_aware
 from erp_core.services.orders import (
+    CaptureBatch,
     CapturedOrder,
     LineRequest,
     _capture,
@@ -35,6 +38,7 @@ from erp_core.services.orders import (
     capture_order,
     standard_lanes,
 )
+from erp_core.services.stock import lock_existing_balances
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,7 @@ def _capture_all(
 ) -> list[CapturedOrder | DomainError]:
     uow.preload(Product, {line.sku for order in orders for line in order.lines})
     lanes: dict[str, dict[str, Lane]] = {}
+    batch = _read_once(uow, actor, orders, lanes)
     outcomes: list[CapturedOrder | DomainError] = []
     for request in orders:
         try:
@@ -109,6 +114,7 @@ def _capture_all(
         if not lanes[region]:
             # Refused or not depends on the credit check (a held order needs no lane).
             outcomes.append(_nested_single(uow, actor, request))
+            batch = CaptureBatch()  # what the batch read may be stale now: read afresh
             continue
         try:
             outcomes.append(
@@ -124,11 +130,61 @@ def _capture_all(
                     request.allow_split,
                     request.external_ref,
                     lanes=lanes[region],
+                    batch=batch,
                 )
             )
         except DomainError as refused:
             raise _RefusedHalfway from refused
     return outcomes
+
+
+def _read_once(
+    uow: UnitOfWork,
+    actor: Actor,
+    orders: Sequence[OrderRequest],
+    lanes: dict[str, dict[str, Lane]],
+) -> CaptureBatch:
+    """Read for the whole batch what each capture would read for itself: lock the customers
+    (one query instead of one each), read their open exposure, the lanes of their regions, and
+    lock the balances their lines will be allocated from (only rows that exist: a missing one is
+    created by the order that needs it, as the loop does). Locks are taken in the global order
+    (customers by id, balances by (sku, location)), before any order is written."""
+    batch = CaptureBatch()
+    if not uow.policy.allows(actor.role, "capture_order"):
+        return batch  # every order is refused by its own check
+    wanted = sorted({r.customer_id for r in orders if isinstance(r.customer_id, str)})
+    unheld = [c for c in wanted if uow.held((Customer.__name__, c)) is None]
+    for start in range(0, len(unheld), 500):
+        for customer in uow.session.execute(
+            _LOCK_CUSTOMERS, {"ids": unheld[start : start + 500]}
+        ).scalars():
+            uow.hold((Customer.__name__, customer.id), customer)
+    customers: dict[str, Customer | None] = {c: uow.held((Customer.__name__, c)) for c in wanted}
+    batch.read_exposures(uow, [c for c, row in customers.items() if row is not None])
+    pairs: set[tuple[str, str]] = set()
+    for request in orders:
+        found = customers.get(request.customer_id) if isinstance(request.customer_id, str) else None
+        if found is None:
+            continue
+        region = request.ship_to_region or found.region
+        if region not in lanes:
+            lanes[region] = standard_lanes(uow, region)
+        pairs.update(
+            (line.sku, location)
+            for line in request.lines
+            if isinstance(line.sku, str)
+            for location in lanes[region]
+        )
+    lock_existing_balances(uow, pairs)
+    return batch
+
+
+_LOCK_CUSTOMERS = (
+    select(Customer)
+    .where(Customer.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Customer.id)
+    .with_for_update(key_share=True)
+)
 
 
 def _nested_single(

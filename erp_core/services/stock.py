@@ -75,6 +75,15 @@ def lock_balances(
     return {pair: locked[pair] for pair in wanted}
 
 
+def lock_existing_balances(uow: UnitOfWork, pairs: Iterable[tuple[str, str]]) -> None:
+    """Lock the balance rows of the pairs that exist and are not held yet, in one go (a batch's
+    balances before its first act); pairs without a row are left for ``lock_balances``."""
+    unheld = [pair for pair in sorted(set(pairs)) if uow.held(_balance_lock_key(pair)) is None]
+    if unheld:
+        for pair, balance in _select_for_update(uow, unheld).items():
+            uow.hold(_balance_lock_key(pair), balance)
+
+
 def _balance_lock_key(pair: tuple[str, str]) -> tuple[str, str, str]:
     return ("inventory_balance", *pair)
 

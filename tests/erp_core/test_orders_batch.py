@@ -129,3 +129,27 @@ def test_an_order_refused_half_way_undoes_the_batch_and_captures_order_by_order(
         return
     same_outcomes(singles, batched)
     assert dump(batch) == dump(loop)
+
+
+def test_a_customers_orders_in_one_batch_reach_its_credit_limit_as_they_do_one_by_one(
+    twins: tuple[UnitOfWork, UnitOfWork],
+) -> None:
+    """The batch keeps each customer's exposure as a running sum: orders well inside the limit
+    go without a query, those near it (exactly at it: not held) or beyond it are checked
+    against the database, and a held order's case records the same exposure as the loop's."""
+    loop, batch = twins
+    at = [T0 + timedelta(minutes=m) for m in range(10)]
+    widgets = [3, 4, 3, 1, 1]  # C-SMALL: 10.00 each, limit 100: 30, 70, 100 (at it), 110, 120
+    orders = [
+        OrderRequest("C-SMALL", [LineRequest("WIDGET", n)], at[i]) for i, n in enumerate(widgets)
+    ]
+    orders.insert(2, OrderRequest("C-GOLD", [LineRequest("WIDGET", 2)], at[7]))
+
+    singles = one_by_one(single(loop), orders)
+    batched = capture_orders(batch, SALES, orders=orders)
+
+    same_outcomes(singles, batched)
+    held = [o.credit_hold for o in batched if not isinstance(o, DomainError)]
+    assert held == [False, False, False, False, True, True]
+    assert dump(batch) == dump(loop)
+    assert_books_balance(batch)
