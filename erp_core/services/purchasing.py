@@ -108,8 +108,8 @@ def place_purchase_order(
         uow.session.add(order)
         uow.session.flush()
         balances = lock_balances(uow, [(product.sku, location_id) for product, *_ in parsed])
-        for product, quantity, unit_cost, expected in parsed:
-            po_line = PurchaseOrderLine(
+        po_lines = [
+            PurchaseOrderLine(
                 purchase_order_id=order.id,
                 sku=product.sku,
                 quantity=quantity,
@@ -117,8 +117,14 @@ def place_purchase_order(
                 unit_cost=unit_cost,
                 expected_date=expected,
             )
-            uow.session.add(po_line)
-            uow.session.flush()
+            for product, quantity, unit_cost, expected in parsed
+        ]
+        # One flush for all the lines (an executemany of rows given their ids on SQLite, one
+        # multi-row INSERT on PostgreSQL), ids in line order as one flush per line gave them.
+        uow.assign_ids(po_lines)
+        uow.session.add_all(po_lines)
+        uow.session.flush()
+        for (product, quantity, _cost, _expected), po_line in zip(parsed, po_lines, strict=True):
             post(
                 uow,
                 balances[(product.sku, location_id)],

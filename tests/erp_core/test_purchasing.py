@@ -90,6 +90,29 @@ def test_placing_a_po_puts_its_quantity_on_order_with_defaults_from_master_data(
     assert_books_balance(world)
 
 
+def test_po_lines_written_in_one_go_keep_line_order_and_each_its_own_ledger_movement(world):
+    """The lines of a purchase order are inserted together: their ids follow the line order,
+    across orders too, and each line's on-order movement names that line."""
+    first = place(world, PurchaseLineRequest("WIDGET", 40), PurchaseLineRequest("GADGET", 7))
+    second = place(world, PurchaseLineRequest("GADGET", 3), PurchaseLineRequest("WIDGET", 11))
+    ids = po_line_ids(world, first) + po_line_ids(world, second)
+    assert ids == sorted(ids) and len(set(ids)) == 4
+    with world:
+        lines = {
+            line.id: (line.sku, line.quantity)
+            for line in world.session.execute(select(PurchaseOrderLine)).scalars()
+        }
+        moved = {
+            movement.reference_id: (movement.sku, movement.quantity)
+            for movement in world.session.execute(
+                select(InventoryMovement).where(InventoryMovement.kind == "po_placed")
+            ).scalars()
+        }
+    assert [lines[i] for i in ids] == [("WIDGET", 40), ("GADGET", 7), ("GADGET", 3), ("WIDGET", 11)]
+    assert moved == lines
+    assert_books_balance(world)
+
+
 def test_backorder_captured_after_a_po_is_promised_from_the_po_expected_date(world):
     place(world, PurchaseLineRequest("GADGET", 10, expected_date="2026-03-06"))  # a Friday
     captured = capture_order(
