@@ -8,7 +8,7 @@ the rows of a captured order), so a draft and the order it becomes are scored by
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -65,9 +65,12 @@ def score_order(
     pricing: OnlinePricing | None = None,
     explain_all: bool = False,
     keep_features: bool = True,
+    actions: bool = True,
 ) -> ScoredOrder:
     """Score every line; reasons for each line at least half as risky as the policy's alert
-    threshold (every line with ``explain_all``)."""
+    threshold (every line with ``explain_all``). Without ``actions`` no line gets any yet:
+    :func:`with_actions` adds them once the lines that need them (:func:`needing_actions`) have
+    their options."""
     late_champion = models.champion(LATE_SHIPMENT)
     scorable = [line for line in order.lines if line.location_id is not None]
     contexts = [
@@ -92,11 +95,38 @@ def score_order(
             margin=margin,
             actions=tuple(
                 recommend(line, late_by_line.get(line.line_no), threshold, policy.calendar)
-            ),
+            )
+            if actions
+            else (),
         )
         for line, margin in zip(order.lines, margins, strict=True)
     )
     return ScoredOrder(order, scored, _versions(models, scored))
+
+
+def needing_actions(scored: ScoredOrder, policy: Policy) -> list[int]:
+    """The numbers of the lines :func:`recommend` gives actions: the lines at risk."""
+    threshold = policy.late_risk_probability
+    return [line.line.line_no for line in scored.lines if at_risk(line.line, line.late, threshold)]
+
+
+def with_actions(scored: ScoredOrder, order: OrderView, policy: Policy) -> ScoredOrder:
+    """The order scored without actions, its lines now as ``order`` has them (the same lines
+    and promises, with the options a quote found for the lines at risk) and with their actions,
+    as ``score_order`` would have given them."""
+    views = {line.line_no: line for line in order.lines}
+    threshold = policy.late_risk_probability
+    lines = tuple(
+        replace(
+            line,
+            line=views[line.line.line_no],
+            actions=tuple(
+                recommend(views[line.line.line_no], line.late, threshold, policy.calendar)
+            ),
+        )
+        for line in scored.lines
+    )
+    return ScoredOrder(order, lines, scored.models)
 
 
 def _with_lines(order: OrderView, lines: list[LineView]) -> OrderView:
@@ -130,7 +160,11 @@ def recommend(
 ) -> list[Action]:
     """What could still save a line at risk (P(late) over the policy threshold, or waiting for
     stock); nothing for a line that is not."""
-    at_risk = line.state == "backordered" or (risk is not None and risk.probability >= threshold)
-    if not at_risk:
+    if not at_risk(line, risk, threshold):
         return []
     return actions_for(line, risk, calendar)
+
+
+def at_risk(line: LineView, risk: LateRisk | None, threshold: float) -> bool:
+    """Waiting for stock, or P(late) at or over the policy's threshold."""
+    return line.state == "backordered" or (risk is not None and risk.probability >= threshold)

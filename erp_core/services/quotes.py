@@ -25,7 +25,7 @@ capture may take the stock.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -174,11 +174,21 @@ def quote_order(
     ship_to_region: str | None = None,
     allow_split: bool = True,
     actor: Actor | None = None,
+    options_for: Callable[[OrderQuote], Collection[int]] | None = None,
 ) -> OrderQuote:
     """What ``capture_order`` would decide for these arguments now, refusing what it refuses.
 
     ``actor`` is who would capture: a role that may approve discounts gives them without an
-    approval, as in capture; None judges the order as a role that may not (a sales rep)."""
+    approval, as in capture; None judges the order as a role that may not (a sales rep).
+
+    ``options_for`` makes the quote two-phase. Working out a line's alternatives (the other
+    locations, express, substitutes) costs more than its promise, and only a line at risk is
+    offered them, which is known only once the promise is scored. Given ``options_for``, the
+    quote is first made without options and handed to it; it returns the line numbers that need
+    options (scoring the lines, say), and those lines, and only those, get them: exactly the
+    options a quote without ``options_for`` gives them (each part's alternatives as the stock
+    and the pick queues stood when it was placed). Both phases read in one unit of work. None
+    gives every line its options."""
     require_aware("now", now)
     request_day = parse_date("requested_date", requested_date)
     if not lines:
@@ -192,11 +202,13 @@ def quote_order(
         exposure = open_exposure(uow, customer.id)
         region = ship_to_region or customer.region
         held = exceeds_credit_limit(exposure, value, customer.credit_limit)
+        allocator = None
         if held:
             quoted = [_held(draft) for draft in drafts]
         else:
-            quoted = _DryAllocator(uow, now, customer, region, allow_split, drafts).quote()
-        return OrderQuote(
+            allocator = _DryAllocator(uow, now, customer, region, allow_split, drafts)
+            quoted = allocator.place()
+        quote = OrderQuote(
             customer_id=customer.id,
             customer_tier=customer.tier,
             channel=channel or customer.channel,
@@ -208,6 +220,13 @@ def quote_order(
             open_exposure=exposure,
             credit_limit=customer.credit_limit,
         )
+        if options_for is None:
+            wanted = {line.line_no for line in quote.lines}
+        else:
+            wanted = set(options_for(quote))
+        if allocator is None or not wanted:  # held lines have no options
+            return quote
+        return replace(quote, lines=allocator.with_options(quote.lines, wanted))
 
 
 # --- pricing ------------------------------------------------------------------------------------
@@ -402,23 +421,31 @@ class _Stock:
         self._waiting: Counter[Pair] | None = None
         self._receipts: dict[Pair, list[ScheduledReceipt]] = {}
 
-    def on_shelf(self, sku: str, location_id: str) -> StockPosition:
-        on_hand, reserved = self.shelf[(sku, location_id)]
-        return StockPosition(
-            location_id, on_hand, reserved + self.reserved_by_order[(sku, location_id)]
-        )
+    def on_shelf(self, sku: str, location_id: str, taken: _Taken | None = None) -> StockPosition:
+        """The shelf less what the order has reserved so far (``taken``: had reserved when an
+        earlier part was placed)."""
+        pair = (sku, location_id)
+        on_hand, reserved = self.shelf[pair]
+        by_order = self.reserved_by_order[pair] if taken is None else taken.reserved
+        return StockPosition(location_id, on_hand, reserved + by_order)
 
-    def position(self, sku: str, location_id: str) -> StockPosition:
+    def position(self, sku: str, location_id: str, taken: _Taken | None = None) -> StockPosition:
         """The whole position: the shelf, what waits on backorder and what is on its way."""
         pair = (sku, location_id)
         on_hand, reserved = self.shelf[pair]
+        if taken is None:
+            taken = self.taken(sku, location_id)
         return StockPosition(
             location_id,
             on_hand,
-            reserved + self.reserved_by_order[pair],
-            self._read_pipeline()[pair] + self.backordered_by_order[pair],
+            reserved + taken.reserved,
+            self._read_pipeline()[pair] + taken.backordered,
             tuple(self._receipts.get(pair, ())),
         )
+
+    def taken(self, sku: str, location_id: str) -> _Taken:
+        pair = (sku, location_id)
+        return _Taken(self.reserved_by_order.get(pair, 0), self.backordered_by_order.get(pair, 0))
 
     def positions(self, sku: str, quantity: int) -> list[StockPosition]:
         """Capture's ``Allocator._positions``: the shelf alone when some location can fill the
@@ -452,7 +479,33 @@ class _Stock:
         return self._waiting
 
 
+@dataclass(frozen=True)
+class _Taken:
+    """What the order's lines so far reserved and backordered of a SKU at a location."""
+
+    reserved: int
+    backordered: int
+
+
 # --- allocation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A part as it was placed, with what its alternatives are worked out from: the only state
+    a quote changes as it goes (the order's reservations and backorders of the SKU, each
+    location's pick queue) as it stood at every location just before the part took its own
+    stock. Kept so that the alternatives can be worked out later, for the lines that need them,
+    exactly as they would have been then."""
+
+    sku: str
+    quantity: int
+    location_id: str
+    replenish_date: date
+    taken: tuple[_Taken, ...]
+    """Per location, in ``_Stock.location_ids`` order."""
+    backlogs: tuple[int, ...]
+    """Per location, in ``_Stock.location_ids`` order."""
 
 
 class _DryAllocator:
@@ -488,22 +541,33 @@ class _DryAllocator:
         self.backlogs = pick_backlogs(uow, list(self.lanes))
         self.next_line_no = len(drafts) + 1
         self._promises: dict[tuple[str, date | None, int], Promise] = {}
+        self._placed: dict[int, _Placed] = {}
 
-    def quote(self) -> list[QuotedLine]:
-        placed = [line for draft in self.drafts for line in self.allocate(draft)]
-        express = self.express
-        substitutes = _Substitutes.read(self.uow, self.stock, placed, self.drafts)
-        return [
+    def place(self) -> list[QuotedLine]:
+        """Every line placed and promised, in line order, without options."""
+        return [line for draft in self.drafts for line in self.allocate(draft)]
+
+    def with_options(
+        self, lines: Sequence[QuotedLine], line_nos: Collection[int]
+    ) -> tuple[QuotedLine, ...]:
+        """The placed lines, those numbered in ``line_nos`` with their options: other locations
+        as the stock stood when each was placed, express and substitutes as the whole order
+        leaves the stock (free stock the order's own lines took is not offered)."""
+        chosen = [line for line in lines if line.line_no in line_nos]
+        substitutes = _Substitutes.read(self.uow, self.stock, chosen, self.drafts)
+        return tuple(
             replace(
                 line,
-                options=replace(
-                    line.options,
-                    express=self._express(line, express),
+                options=LineOptions(
+                    other_locations=self._other_locations(self._placed[line.line_no]),
+                    express=self._express(line, self.express),
                     substitutes=substitutes.of(line),
                 ),
             )
-            for line in placed
-        ]
+            if line.line_no in line_nos
+            else line
+            for line in lines
+        )
 
     def allocate(self, draft: _Draft) -> list[QuotedLine]:
         sku = draft.product.sku
@@ -519,22 +583,34 @@ class _DryAllocator:
             allow_split=self.allow_split,
         )
         numbers = [draft.line_no, *self._split_numbers(len(plan) - 1)]
-        # Each part's alternatives as they stand once the parts before it took their stock: a
-        # backordered remainder is never told to ship what a sibling part already holds.
-        return [
-            self._apply(
-                draft,
-                part,
-                line_no,
-                LineOptions(other_locations=self._other_locations(sku, part, replenish_date)),
-            )
-            for part, line_no in zip(plan, numbers, strict=True)
-        ]
+        lines = []
+        for part, line_no in zip(plan, numbers, strict=True):
+            # Each part's alternatives as they stand once the parts before it took their stock:
+            # a backordered remainder is never told to ship what a sibling part already holds.
+            self._placed[line_no] = self._as_placed(sku, part, replenish_date)
+            lines.append(self._apply(draft, part, line_no))
+        return lines
 
-    def promise(self, location_id: str, ready_on: date | None) -> Promise:
-        """``promise_for`` the location's queue as it stands; a quote asks the same question
-        many times (each line's plan and its options), so answers are kept per queue length."""
-        key = (location_id, ready_on, self.backlogs[location_id])
+    def _as_placed(self, sku: str, part: Allocation, replenish_date: date) -> _Placed:
+        location_ids = self.stock.location_ids
+        return _Placed(
+            sku=sku,
+            quantity=part.quantity,
+            location_id=part.location,
+            replenish_date=replenish_date,
+            taken=tuple(self.stock.taken(sku, location_id) for location_id in location_ids),
+            backlogs=tuple(self.backlogs[location_id] for location_id in location_ids),
+        )
+
+    def promise(
+        self, location_id: str, ready_on: date | None, backlog: int | None = None
+    ) -> Promise:
+        """``promise_for`` the location's queue as it stands (``backlog``: as it stood when an
+        earlier part was placed); a quote asks the same question many times (each line's plan
+        and its options), so answers are kept per queue length."""
+        if backlog is None:
+            backlog = self.backlogs[location_id]
+        key = (location_id, ready_on, backlog)
         promise = self._promises.get(key)
         if promise is None:
             location = self.locations[location_id]
@@ -543,7 +619,7 @@ class _DryAllocator:
                 stock_ready_on=ready_on,
                 cutoff=location.cutoff_time,
                 timezone=location.timezone,
-                pick_backlog_lines=self.backlogs[location_id],
+                pick_backlog_lines=backlog,
                 pick_capacity_per_day=location.pick_capacity_per_day,
                 transit_days=self.lanes[location_id].transit_days,
                 calendar=self.calendar,
@@ -557,9 +633,7 @@ class _DryAllocator:
         self.next_line_no += count
         return numbers
 
-    def _apply(
-        self, draft: _Draft, part: Allocation, line_no: int, options: LineOptions
-    ) -> QuotedLine:
+    def _apply(self, draft: _Draft, part: Allocation, line_no: int) -> QuotedLine:
         lane = self.lanes[part.location]
         backlog = self.backlogs[part.location]
         promise = self.promise(part.location, part.ready_on)
@@ -582,36 +656,38 @@ class _DryAllocator:
             expected_ready_on=part.ready_on,
             pick_backlog_lines=backlog,
             pick_capacity_per_day=self.locations[part.location].pick_capacity_per_day,
-            options=options,
         )
 
-    def _other_locations(
-        self, sku: str, part: Allocation, replenish_date: date
-    ) -> tuple[LocationOption, ...]:
+    def _other_locations(self, placed: _Placed) -> tuple[LocationOption, ...]:
         options = [
-            self._fill_whole_at(sku, part.quantity, location_id, replenish_date)
-            for location_id in self.stock.location_ids
-            if location_id != part.location
+            self._fill_whole_at(placed, location_id, taken, backlog)
+            for location_id, taken, backlog in zip(
+                self.stock.location_ids, placed.taken, placed.backlogs, strict=True
+            )
+            if location_id != placed.location_id
         ]
         return tuple(sorted(options, key=lambda o: (o.promised_delivery_date, o.location_id)))
 
     def _fill_whole_at(
-        self, sku: str, quantity: int, location_id: str, replenish_date: date
+        self, placed: _Placed, location_id: str, taken: _Taken, backlog: int
     ) -> LocationOption:
-        """The plan (``plan_allocation`` on this one location, unsplit) and promise the line
-        would get there: from its shelf, else from the receipt that covers it, else from a new
-        purchase."""
-        shelf = self.stock.on_shelf(sku, location_id)
-        position = shelf if shelf.free_now >= quantity else self.stock.position(sku, location_id)
+        """The plan (``plan_allocation`` on this one location, unsplit) and promise the part
+        would have got there when it was placed: from its shelf, else from the receipt that
+        covers it, else from a new purchase."""
+        sku, quantity = placed.sku, placed.quantity
+        shelf = self.stock.on_shelf(sku, location_id, taken)
+        position = (
+            shelf if shelf.free_now >= quantity else self.stock.position(sku, location_id, taken)
+        )
         (part,) = plan_allocation(
             quantity=quantity,
             home_location=location_id,
             positions=[position],
-            replenish_date=replenish_date,
-            estimate_delivery=lambda loc, ready: self.promise(loc, ready).delivery_date,
+            replenish_date=placed.replenish_date,
+            estimate_delivery=lambda loc, ready: self.promise(loc, ready, backlog).delivery_date,
             allow_split=False,
         )
-        promise = self.promise(location_id, part.ready_on)
+        promise = self.promise(location_id, part.ready_on, backlog)
         lane = self.lanes[location_id]
         return LocationOption(
             location_id=location_id,

@@ -8,6 +8,7 @@ does not pay a thread-pool hand-off (see serving/runtime.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Collection
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Header, Query
@@ -42,7 +43,7 @@ from serving.schemas import (
     ScoredLineOut,
     ScoredOrderOut,
 )
-from serving.scoring import ScoredLine, ScoredOrder, score_order
+from serving.scoring import ScoredLine, ScoredOrder, needing_actions, score_order, with_actions
 from serving.security import ANY_ROLE, RuntimeDep, admits
 from serving.views import view_of_order, view_of_quote
 
@@ -76,9 +77,11 @@ def _score(
     explain: str = "risky",
     *,
     kept: bool = False,
+    actions: bool = True,
 ) -> ScoredOrder:
     """Score the order; ``kept`` scores are stored with the feature values they used (a
-    draft's and a rescore's are not, so they skip building them)."""
+    draft's and a rescore's are not, so they skip building them). Without ``actions``, the
+    lines get none yet (see ``score_draft``)."""
     online = runtime.features()  # first: a due refresh covers the pricing index too
     scored = score_order(
         view,
@@ -88,6 +91,7 @@ def _score(
         runtime.pricing,
         explain == "all",
         keep_features=kept,
+        actions=actions,
     )
     for line in scored.lines:
         if line.late is not None:
@@ -99,7 +103,12 @@ def _score(
     return scored
 
 
-def _quote(runtime: Runtime, body: DraftOrderIn, actor: Actor) -> OrderQuote:
+def _quote(
+    runtime: Runtime,
+    body: DraftOrderIn,
+    actor: Actor,
+    options_for: Callable[[OrderQuote], Collection[int]] | None = None,
+) -> OrderQuote:
     return quote_order(
         runtime.reader(),
         customer_id=body.customer_id,
@@ -110,6 +119,7 @@ def _quote(runtime: Runtime, body: DraftOrderIn, actor: Actor) -> OrderQuote:
         ship_to_region=body.ship_to_region,
         allow_split=body.allow_split,
         actor=actor,
+        options_for=options_for,
     )
 
 
@@ -128,11 +138,23 @@ async def score_draft(
     """Per line: where and when capture would promise it (available-to-promise), P(late) with
     the reasons pushing it up, the margin-anomaly score with its reason, and for a line at risk
     the actions that could save it. Nothing is written: the same order captured a moment later
-    gets the same promises unless someone else took the stock in between."""
+    gets the same promises unless someone else took the stock in between.
+
+    Only the actions read a line's alternatives (other locations, express, substitutes), and
+    only a line at risk gets actions, so the quote is two-phase: the lines are promised and
+    scored first, and the alternatives are worked out, in the same read, for the lines at risk
+    alone. Their actions are the ones a quote with every line's alternatives gives."""
     _check_size(runtime, body)
     now = runtime.now()
-    quote = _quote(runtime, body, actor)
-    scored = _score(runtime, view_of_quote(quote, now), metrics, explain)
+    first: list[ScoredOrder] = []
+
+    def lines_at_risk(quote: OrderQuote) -> list[int]:
+        scored = _score(runtime, view_of_quote(quote, now), metrics, explain, actions=False)
+        first.append(scored)
+        return needing_actions(scored, runtime.policy)
+
+    quote = _quote(runtime, body, actor, options_for=lines_at_risk)
+    scored = with_actions(first[0], view_of_quote(quote, now), runtime.policy)
     return _json(ScoredOrderOut(**_scored_fields(scored, now, runtime.policy)))
 
 

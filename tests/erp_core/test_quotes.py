@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -669,3 +670,88 @@ def test_held_lines_have_no_options(world):
     stock(world, "WIDGET", "WEST", 50)
     (line,) = quote(world, "C-SMALL", LineRequest("WIDGET", 11)).lines
     assert line.options == QuotedLine.__dataclass_fields__["options"].default
+
+
+# --- options only for the lines that need them -------------------------------------------------
+
+
+def no_options(line: QuotedLine) -> QuotedLine:
+    return replace(line, options=QuotedLine.__dataclass_fields__["options"].default)
+
+
+def two_phase(
+    uow: UnitOfWork, customer: str, lines: list[LineRequest], pick: Callable[[OrderQuote], set[int]]
+) -> tuple[OrderQuote, OrderQuote]:
+    """The quote with every line's options, and the two-phase one whose ``options_for`` saw
+    the first phase (checked to carry no options and the same decisions)."""
+    full = quote(uow, customer, *lines)
+    seen: list[OrderQuote] = []
+
+    def options_for(first: OrderQuote) -> set[int]:
+        seen.append(first)
+        return pick(first)
+
+    partial = quote(uow, customer, *lines, options_for=options_for)
+    (first,) = seen
+    assert first == replace(full, lines=tuple(no_options(line) for line in full.lines))
+    return full, partial
+
+
+def test_a_remainder_asked_for_alone_is_offered_what_it_was_offered_beside_its_sibling(world):
+    """Only the backordered remainder gets options: EAST still shows the 0 free its sibling
+    part left, worked out as the stock stood when the remainder was placed."""
+    stock(world, "WIDGET", "WEST", 5)
+    stock(world, "WIDGET", "EAST", 3)
+    full, partial = two_phase(
+        world,
+        "C-GOLD",
+        [LineRequest("WIDGET", 10)],
+        lambda q: {line.line_no for line in q.lines if line.state == "backordered"},
+    )
+    west, east, remainder = partial.lines
+    assert remainder == full.lines[2]
+    (offered,) = remainder.options.other_locations
+    assert (offered.location_id, offered.free_now, offered.from_stock) == ("EAST", 0, False)
+    assert [west, east] == [no_options(line) for line in full.lines[:2]]
+
+
+def test_options_for_some_lines_are_exactly_those_of_the_full_quote(world):
+    """Random orders over stock at both locations, receipts and substitutes: the lines picked
+    get the full quote's options to the last field, the others none."""
+    with_substitutes(world)
+    rng = random.Random(6)
+    skus = ["WIDGET", "GADGET", "BOLT", "NUT", "SCREW", "WASHER", "RIVET", "PIN"]
+    for sku in ("WIDGET", "GADGET"):
+        stock(world, sku, "WEST", rng.randint(0, 12))
+        stock(world, sku, "EAST", rng.randint(0, 12))
+    place_po(world, "WIDGET", 15, D0 + timedelta(days=3), location="EAST")
+    place_po(world, "GADGET", 10, D0 + timedelta(days=5))
+    picked_any = 0
+    for _ in range(30):
+        lines = [
+            LineRequest(rng.choice(skus), rng.randint(1, 12)) for _ in range(rng.randint(1, 6))
+        ]
+        share = rng.choice([0.0, 0.3, 0.7, 1.0])
+        choice: set[int] = set()
+
+        def pick(first: OrderQuote, share: float = share, choice: set[int] = choice) -> set[int]:
+            choice.update(line.line_no for line in first.lines if rng.random() < share)
+            return choice
+
+        full, partial = two_phase(world, rng.choice(["C-GOLD", "C-EAST"]), lines, pick)
+        assert len(partial.lines) == len(full.lines)
+        for whole, part in zip(full.lines, partial.lines, strict=True):
+            assert part == (whole if whole.line_no in choice else no_options(whole))
+        picked_any += len(choice)
+    assert picked_any > 0
+
+
+def test_no_line_needing_options_reads_no_substitutes(world):
+    with_substitutes(world)
+    lines = [LineRequest("WIDGET", 5), LineRequest("BOLT", 2)]
+    with statements(world) as all_options:
+        quote(world, "C-GOLD", *lines)
+    with statements(world) as none:
+        quoted = quote(world, "C-GOLD", *lines, options_for=lambda _: [])
+    assert all(line.options == no_options(line).options for line in quoted.lines)
+    assert len(none) == len(all_options) - 1

@@ -7,7 +7,11 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from erp_core.db.models import AuditEntry, ExceptionCase, OrderLine, RiskScore, SalesOrder
-from tests.serving.conftest import Api
+from erp_core.services.orders import LineRequest
+from erp_core.services.quotes import quote_order
+from serving.scoring import score_order
+from serving.views import view_of_quote
+from tests.serving.conftest import NOW, Api
 
 
 def _count(api: Api, model: type) -> int:
@@ -256,3 +260,53 @@ def test_a_retry_after_a_crash_between_capture_and_scoring_scores_once(api: Api)
         ).all()
     assert sorted(s.kind for s in scores) == ["late_shipment", "margin_anomaly"]
     assert first.json()["exception_ids"] == second.json()["exception_ids"]
+
+
+def test_a_drafts_actions_are_those_every_lines_options_give(api: Api) -> None:
+    """The score route works out alternatives only for the lines at risk (two-phase quote):
+    each line's actions are the ones scoring the quote with every line's options gives, and a
+    line that is not at risk has none either way."""
+    drafts = [
+        ("C-GOLD", True, [("WIDGET", 5), ("GADGET", 25), ("WIDGET", 130)]),
+        ("C-GOLD", False, [("WIDGET", 130), ("GADGET", 4), ("WIDGET", 2)]),
+        ("C-EAST", False, [("GADGET", 12), ("GADGET", 3), ("WIDGET", 60)]),
+        ("C-EAST", True, [("WIDGET", 45), ("GADGET", 8)]),
+    ]
+    kinds: set[str] = set()
+    not_at_risk = 0
+    for customer, allow_split, lines in drafts:
+        response = api.client.post(
+            "/v1/orders/score",
+            json={
+                "customer_id": customer,
+                "allow_split": allow_split,
+                "lines": [{"sku": sku, "quantity": quantity} for sku, quantity in lines],
+            },
+            headers=api.as_role("sales_rep"),
+        )
+        assert response.status_code == 200, response.text
+        full = quote_order(
+            api.runtime.reader(),
+            customer_id=customer,
+            lines=[LineRequest(sku, quantity) for sku, quantity in lines],
+            now=NOW,
+            allow_split=allow_split,
+        )
+        expected = score_order(
+            view_of_quote(full, NOW),
+            api.runtime.features(),
+            api.runtime.models,
+            api.runtime.policy,
+            api.runtime.pricing,
+            keep_features=False,
+        )
+        got = {line["line_no"]: line["actions"] for line in response.json()["lines"]}
+        assert sorted(got) == [line.line.line_no for line in expected.lines]
+        for line in expected.lines:
+            wanted = [{"kind": a.kind, "text": a.text, "details": a.details} for a in line.actions]
+            assert got[line.line.line_no] == wanted
+            kinds.update(action["kind"] for action in wanted)
+            not_at_risk += not wanted
+    # An action that reads the alternatives (EAST's 40 of the unsplit 130) was given, and some
+    # lines were not at risk.
+    assert "split" in kinds and not_at_risk
