@@ -55,7 +55,6 @@ from features.late_shipment import (
     EventStream,
     Rows,
     assemble_aggregates,
-    covering_receipt_open,
     event_streams,
     feature_columns,
     row_keys,
@@ -129,6 +128,8 @@ class _Master:
     alert_spans: tuple[np.ndarray, np.ndarray]
     """When each alert counts: from its start (and strictly after its announcement) to its end,
     as :func:`features.late_shipment.alert_features` reads it; int64 micros, NaT-free."""
+    receipts: _Receipts
+    """``po_lines``' columns a backorder's covering receipt is matched on, as arrays."""
 
     @classmethod
     def of(cls, history: History) -> _Master:
@@ -148,6 +149,7 @@ class _Master:
             carrier_of_lane=dict(zip(lanes.index, lanes["carrier_id"], strict=True)),
             no_alerts=alerts.iloc[:0],
             alert_spans=_alert_spans(alerts),
+            receipts=_Receipts.of(po_lines),
         )
 
     def alerts_for(self, regions: np.ndarray, t: np.ndarray) -> pd.DataFrame:
@@ -165,12 +167,29 @@ class _Master:
         at = at[(lo[at] <= t.max()) & (hi[at] > t.min())]
         return self.alerts.iloc[at] if len(at) else self.no_alerts
 
-    def po_lines_for(self, skus: Sequence[Hashable]) -> pd.DataFrame:
-        """The purchase-order lines of these SKUs, in their order in ``po_lines``."""
-        found = [self.po_lines_of_sku[sku] for sku in set(skus) if sku in self.po_lines_of_sku]
-        if not found:
-            return self.po_lines.iloc[:0]
-        return self.po_lines.iloc[np.sort(np.concatenate(found))]
+
+@dataclass(frozen=True)
+class _Receipts:
+    """The purchase-order lines' columns :func:`features.late_shipment.covering_receipt_open`
+    matches and compares, as plain arrays (positions as in ``po_lines``), so that one draft's
+    few backorders are matched without building and merging frames."""
+
+    location_id: np.ndarray
+    expected_date: np.ndarray
+    placed_at: np.ndarray
+    closed_at: np.ndarray
+
+    @classmethod
+    def of(cls, po_lines: pd.DataFrame) -> _Receipts:
+        if po_lines.empty:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(np.zeros(0, dtype=object), empty.astype(np.float64), empty, empty)
+        return cls(
+            location_id=po_lines["location_id"].to_numpy(dtype=object),
+            expected_date=po_lines["expected_date"].to_numpy(dtype=np.float64),
+            placed_at=po_lines["placed_at"].to_numpy(),
+            closed_at=po_lines["closed_at"].to_numpy(),
+        )
 
 
 def _alert_spans(alerts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -406,17 +425,30 @@ def _receipt_covered(
     entered_at: np.ndarray,
     master: _Master,
 ) -> np.ndarray:
-    """:func:`features.late_shipment.covering_receipt_open` over the purchase-order lines of the
-    SKUs that can be covered (a line at a location with an expected ready date: a backorder);
-    none such is covered by none, as there."""
-    waiting = [
-        sku
-        for sku, where, day in zip(skus, located, ready_on, strict=True)
-        if where is not None and not np.isnan(day)
-    ]
-    if not waiting:
-        return np.zeros(len(skus), dtype=bool)
-    return covering_receipt_open(skus, located, ready_on, entered_at, master.po_lines_for(waiting))
+    """:func:`features.late_shipment.covering_receipt_open` for one draft, row by row: a line at
+    a location with an expected ready date (a backorder) is covered when one of its SKU's
+    purchase-order lines is at that location, expected on that date, placed before the line's
+    ``t`` and not completely received before it. The same matches as its merge on (SKU,
+    location, expected date), without building and merging frames for a few lines."""
+    covered = np.zeros(len(skus), dtype=bool)
+    receipts = master.receipts
+    for row, (sku, where, day) in enumerate(zip(skus, located, ready_on, strict=True)):
+        if where is None or np.isnan(day):
+            continue
+        at = master.po_lines_of_sku.get(sku)
+        if at is None:
+            continue
+        t = entered_at[row]
+        closed = receipts.closed_at[at]
+        covered[row] = bool(
+            np.any(
+                (receipts.location_id[at] == where)
+                & (receipts.expected_date[at] == day)
+                & (receipts.placed_at[at] < t)
+                & ((closed < 0) | (closed >= t))
+            )
+        )
+    return covered
 
 
 def _check(order: DraftOrder, master: _Master) -> None:

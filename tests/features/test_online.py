@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import replace
 from datetime import date, datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,21 @@ from erp_core.domain.errors import DomainError
 from erp_core.policy import load_policy
 from erp_core.services.orders import LineRequest, capture_order
 from features.history import load_history
-from features.late_shipment import build_late_shipment_frame, entry_rows, to_micros
-from features.online import DraftLine, DraftOrder, OnlineFeatures, drafts_from_entry_rows
+from features.late_shipment import (
+    build_late_shipment_frame,
+    covering_receipt_open,
+    entry_rows,
+    to_micros,
+)
+from features.online import (
+    DraftLine,
+    DraftOrder,
+    OnlineFeatures,
+    _positions_by,
+    _receipt_covered,
+    _Receipts,
+    drafts_from_entry_rows,
+)
 from features.registry import LATE_SHIPMENT
 from tests.conftest import SALES
 from tests.features import test_late_shipment as hand
@@ -319,3 +333,37 @@ def test_a_draft_with_an_unknown_or_bad_value_is_refused_naming_it(
     customer = change.get("customer_id", "C-GOLD")
     with pytest.raises(DomainError, match=re.escape(message)):
         online.features(draft(at(THURSDAY, 11), replace(line, **changed_line), customer=customer))
+
+
+def test_a_drafts_receipt_cover_is_the_offline_merge_of_the_purchase_order_lines() -> None:
+    """The online match of a backorder's covering receipt, row by row on arrays, against
+    :func:`features.late_shipment.covering_receipt_open`'s merge over the whole frame: random
+    purchase-order lines (missing locations and dates, open and received, placed before and
+    after) and rows (other SKUs, no location, no ready date)."""
+    rng = np.random.default_rng(11)
+    days = [np.nan, 20_000.0, 20_001.0, 20_002.0]
+    covered = 0
+    for _ in range(200):
+        n = int(rng.integers(0, 12))
+        po = pd.DataFrame(
+            {
+                "sku": rng.choice(["A", "B", "C"], n).astype(object),
+                "location_id": rng.choice(["L1", "L2", None], n),
+                "expected_date": rng.choice(days, n),
+                "placed_at": rng.integers(0, 100, n).astype(np.int64),
+                "closed_at": rng.choice([-1, 30, 60, 90], n).astype(np.int64),
+            }
+        )
+        rows = int(rng.integers(1, 8))
+        skus = list(rng.choice(["A", "B", "C", "D"], rows))
+        located = list(rng.choice(["L1", "L2", None], rows))
+        ready_on = rng.choice(days, rows)
+        t = rng.integers(0, 120, rows).astype(np.int64)
+        master = SimpleNamespace(
+            receipts=_Receipts.of(po), po_lines_of_sku=_positions_by(po, "sku")
+        )
+        online = _receipt_covered(skus, located, ready_on, t, master)  # type: ignore[arg-type]
+        offline = covering_receipt_open(skus, located, ready_on, t, po)
+        assert online.tolist() == offline.tolist()
+        covered += int(offline.sum())
+    assert covered > 5  # the draws do reach covered backorders (14 of them)
