@@ -200,6 +200,11 @@ def prepare_world(args: argparse.Namespace) -> World:
             str(args.seed),
         )
         marker.write_text(json.dumps({"simulate_seconds": round(time.perf_counter() - started)}))
+    else:
+        # A world kept from an earlier version of erpx is brought to the current schema first:
+        # a table added since (po_line_receipt_forecasts, read by every quote) would otherwise
+        # fail every score with 503 "database unavailable".
+        _erpx(world, "init")
     world.facts["simulation"] = json.loads(marker.read_text()) | {"reused": reused}
     world.facts["training"] = ensure_champions(world)
     world.frozen_now, world.facts["order_lines"], world.facts["orders"] = _world_clock(world)
