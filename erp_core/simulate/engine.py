@@ -46,7 +46,7 @@ from erp_core.services import fulfilment_batch, purchasing, returns, transfers
 from erp_core.services.alerts import announce_service_alert
 from erp_core.services.exceptions import resolve_exception
 from erp_core.services.inbound import refresh_receipt_forecasts
-from erp_core.services.inventory import record_cycle_count
+from erp_core.services.inventory import CountRequest, record_cycle_count, record_cycle_counts
 from erp_core.services.master_data import load_master_data
 from erp_core.services.order_changes import cancel_order_lines, decide_approval, release_credit_hold
 from erp_core.services.orders import CapturedOrder, LineRequest
@@ -198,20 +198,16 @@ class Simulation:
         """Six weeks of expected demand on the shelves on day one (no stock-out to start with)."""
         rate = line_rate(self.world, 0) * 5  # a business week of lines
         units = rate * self.world.qty_mean[:, None] * 6
+        counts = []
+        for s, sku in enumerate(self.world.skus):
+            for loc, location in enumerate(self.world.locations):
+                quantity = int(np.rint(units[s, loc] * self.rng.uniform(0.6, 1.4)))
+                if quantity > 0:
+                    counts.append(CountRequest(sku, location, quantity, moment, "opening balance"))
         with self.uow:
-            for s, sku in enumerate(self.world.skus):
-                for loc, location in enumerate(self.world.locations):
-                    quantity = int(np.rint(units[s, loc] * self.rng.uniform(0.6, 1.4)))
-                    if quantity > 0:
-                        record_cycle_count(
-                            self.uow,
-                            ADMIN,
-                            sku=sku,
-                            location_id=location,
-                            counted_quantity=quantity,
-                            now=moment,
-                            reason="opening balance",
-                        )
+            for outcome in record_cycle_counts(self.uow, ADMIN, counts=counts):
+                if isinstance(outcome, DomainError):
+                    raise outcome  # the opening balances are the world's: none may be refused
             self.uow.commit()
 
     # --- the day ---------------------------------------------------------------------------
