@@ -457,8 +457,9 @@ def _stages(runtime: Any, body: bytes, api_key: str) -> tuple[dict[str, tuple[in
         ScoredOrder,
         _versions,
         _with_lines,
+        at_risk,
         draft_of,
-        recommend,
+        with_actions,
     )
     from serving.security import admitted_roles
     from serving.views import view_of_quote
@@ -480,74 +481,82 @@ def _stages(runtime: Any, body: bytes, api_key: str) -> tuple[dict[str, tuple[in
     assert actor.role in admitted_roles(runtime, "capture_order")
     mark("api_key")
     now = runtime.now()
-    quote = routes._quote(runtime, order_in, actor)
-    mark("quote_atp_promises_sql")
-    view = view_of_quote(quote, now)
-    online = runtime.features()
-    champion = runtime.models.champion(LATE_SHIPMENT)
-    scorable = [line for line in view.lines if line.location_id is not None]
-    contexts = [
-        {"location": ln.location_id or "", "carrier": ln.carrier_id or ""} for ln in scorable
-    ]
-    draft = draft_of(_with_lines(view, scorable))
-    mark("view_and_draft")
-    frame = None
-    risks: list[LateRisk] = []
-    if scorable:
-        # As serving/late_risk.score_late_risk does it for a draft: reasons (TreeSHAP) only
-        # for the lines at least half as risky as the alert threshold, and of the feature
-        # values only those the actions read (a draft's scores are not kept).
-        values = online.feature_values(draft)
-        mark("late_features_online")
-        model = champion.estimator
-        matrix = model.encoder_.transform_columns(values)
-        mark("late_encode")
-        probabilities = model.probability(matrix, num_threads=1)
-        mark("late_predict_calibrated")
-        explain_from = runtime.policy.late_risk_probability * EXPLAIN_SHARE
-        explained = np.flatnonzero(probabilities >= explain_from)
-        reasons: list[tuple[Any, ...]] = [() for _ in probabilities]
-        if len(explained):
-            contributions = model.contributions(matrix[explained], num_threads=1)
-            mark("late_treeshap_contributions")
-            names = model.encoder_.names
-            columns = {name: np.asarray(values[name], dtype=object)[explained] for name in names}
-            found = reasons_of_rows(
-                contributions, columns, names, REASON_LIMIT, [contexts[i] for i in explained]
-            )
-            for i, row_reasons in zip(explained, found, strict=True):
-                reasons[i] = tuple(row_reasons)
-            mark("late_reason_texts")
-        risks = [
-            LateRisk(
-                float(p),
-                champion.name,
-                champion.version,
-                reasons[i],
-                _row(values, i, ACTION_FEATURES),
-                explained=i in set(explained.tolist()),
-            )
-            for i, p in enumerate(probabilities)
+    first: dict[str, Any] = {}
+
+    def lines_at_risk(quote: Any) -> list[int]:
+        # The route's first phase: the quote without alternatives, then the scoring, in the
+        # quote's unit of work; the lines at risk get their alternatives after this returns.
+        mark("quote_atp_promises_sql")
+        view = view_of_quote(quote, now)
+        online = runtime.features()
+        champion = runtime.models.champion(LATE_SHIPMENT)
+        scorable = [line for line in view.lines if line.location_id is not None]
+        contexts = [
+            {"location": ln.location_id or "", "carrier": ln.carrier_id or ""} for ln in scorable
         ]
-        mark("late_risks")
-        frame = pd.DataFrame(values)  # the references' input (bench only): not a route step
-        mark("_untimed")
-    late = {line.line_no: risk for line, risk in zip(scorable, risks, strict=True)}
-    margins = score_margin(
-        view, runtime.pricing, runtime.models.champion(MARGIN_ANOMALY), runtime.policy
-    )
-    mark("margin_features_and_model")
-    threshold, calendar = runtime.policy.late_risk_probability, runtime.policy.calendar
-    scored = tuple(
-        ScoredLine(
-            line,
-            late.get(line.line_no),
-            margin,
-            tuple(recommend(line, late.get(line.line_no), threshold, calendar)),
+        draft = draft_of(_with_lines(view, scorable))
+        mark("view_and_draft")
+        frame = None
+        risks: list[LateRisk] = []
+        if scorable:
+            # As serving/late_risk.score_late_risk does it for a draft: reasons (TreeSHAP) only
+            # for the lines at least half as risky as the alert threshold, and of the feature
+            # values only those the actions read (a draft's scores are not kept).
+            values = online.feature_values(draft)
+            mark("late_features_online")
+            model = champion.estimator
+            matrix = model.encoder_.transform_columns(values)
+            mark("late_encode")
+            probabilities = model.probability(matrix, num_threads=1)
+            mark("late_predict_calibrated")
+            explain_from = runtime.policy.late_risk_probability * EXPLAIN_SHARE
+            explained = np.flatnonzero(probabilities >= explain_from)
+            reasons: list[tuple[Any, ...]] = [() for _ in probabilities]
+            if len(explained):
+                contributions = model.contributions(matrix[explained], num_threads=1)
+                mark("late_treeshap_contributions")
+                names = model.encoder_.names
+                columns = {
+                    name: np.asarray(values[name], dtype=object)[explained] for name in names
+                }
+                found = reasons_of_rows(
+                    contributions, columns, names, REASON_LIMIT, [contexts[i] for i in explained]
+                )
+                for i, row_reasons in zip(explained, found, strict=True):
+                    reasons[i] = tuple(row_reasons)
+                mark("late_reason_texts")
+            risks = [
+                LateRisk(
+                    float(p),
+                    champion.name,
+                    champion.version,
+                    reasons[i],
+                    _row(values, i, ACTION_FEATURES),
+                    explained=i in set(explained.tolist()),
+                )
+                for i, p in enumerate(probabilities)
+            ]
+            mark("late_risks")
+            frame = pd.DataFrame(values)  # the references' input (bench only): not a route step
+            mark("_untimed")
+        late = {line.line_no: risk for line, risk in zip(scorable, risks, strict=True)}
+        margins = score_margin(
+            view, runtime.pricing, runtime.models.champion(MARGIN_ANOMALY), runtime.policy
         )
-        for line, margin in zip(view.lines, margins, strict=True)
-    )
-    result = ScoredOrder(view, scored, _versions(runtime.models, scored))
+        mark("margin_features_and_model")
+        threshold = runtime.policy.late_risk_probability
+        unrecommended = tuple(
+            ScoredLine(line, late.get(line.line_no), margin, ())
+            for line, margin in zip(view.lines, margins, strict=True)
+        )
+        first["scored"] = ScoredOrder(view, unrecommended, _versions(runtime.models, unrecommended))
+        first["frame"] = frame
+        return [ln.line_no for ln in view.lines if at_risk(ln, late.get(ln.line_no), threshold)]
+
+    quote = routes._quote(runtime, order_in, actor, options_for=lines_at_risk)
+    mark("quote_alternatives_of_lines_at_risk")
+    result = with_actions(first["scored"], view_of_quote(quote, now), runtime.policy)
+    frame = first["frame"]
     mark("actions")
     out = ScoredOrderOut(**routes._scored_fields(result, now, runtime.policy))
     mark("response_model_build")
