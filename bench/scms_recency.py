@@ -44,18 +44,18 @@ class RecencyWeighted(scms.LateModel):
     scheduled: pd.Series | None = None
     half_life_days: float | None = None
 
-    def fit(self, frame: pd.DataFrame, late: np.ndarray, rows: np.ndarray) -> lgb.LGBMClassifier:
-        if self.half_life_days is None or self.scheduled is None:
-            return super().fit(frame, late, rows)
-        dates = self.scheduled[rows]
-        age = (dates.max() - dates).dt.days.to_numpy(float)
-        constraints = [1 if "_late_rate" in c else 0 for c in self.columns]
-        model = lgb.LGBMClassifier(
-            n_estimators=self.trees, monotone_constraints=constraints, **self.params
-        )
-        weights = np.power(0.5, age / self.half_life_days)
-        model.fit(frame.loc[rows, list(self.columns)], late[rows], sample_weight=weights)
-        return model
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        late: np.ndarray,
+        rows: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+    ) -> lgb.LGBMClassifier:
+        if self.half_life_days is not None and self.scheduled is not None:
+            dates = self.scheduled[rows]
+            age = (dates.max() - dates).dt.days.to_numpy(float)
+            sample_weight = np.power(0.5, age / self.half_life_days)
+        return super().fit(frame, late, rows, sample_weight)
 
 
 def main() -> None:

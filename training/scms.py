@@ -74,14 +74,20 @@ class LateModel:
     trees: int = TREES
     monotone_rates: bool = True
 
-    def fit(self, frame: pd.DataFrame, late: np.ndarray, rows: np.ndarray) -> lgb.LGBMClassifier:
+    def fit(
+        self,
+        frame: pd.DataFrame,
+        late: np.ndarray,
+        rows: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+    ) -> lgb.LGBMClassifier:
         constraints = [
             1 if self.monotone_rates and _is_rate(column) else 0 for column in self.columns
         ]
         model = lgb.LGBMClassifier(
             n_estimators=self.trees, monotone_constraints=constraints, **self.params
         )
-        model.fit(frame.loc[rows, list(self.columns)], late[rows])
+        model.fit(frame.loc[rows, list(self.columns)], late[rows], sample_weight=sample_weight)
         return model
 
     def fit_predict(

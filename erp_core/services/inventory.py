@@ -58,15 +58,9 @@ def record_cycle_count(
     now: datetime,
     reason: str = "cycle count",
 ) -> CycleCountResult:
-    require_aware("now", now)
-    if isinstance(counted_quantity, bool) or not isinstance(counted_quantity, int):
-        raise InvalidValue("counted_quantity", counted_quantity, "not a whole number")
-    if counted_quantity < 0:
-        raise InvalidValue("counted_quantity", counted_quantity, "must be >= 0")
+    request = CountRequest(sku, location_id, counted_quantity, now, reason)
     with uow:
-        uow.policy.require(actor, "adjust_inventory")
-        get_kept_or_raise(uow, Product, sku, entity="product", field="sku")
-        get_kept_or_raise(uow, Location, location_id, entity="location", field="location_id")
+        _check_count(uow, actor, request)
         balance = lock_balance(uow, sku, location_id)
         count = CycleCount(
             sku=sku,
@@ -82,38 +76,10 @@ def record_cycle_count(
         uow.session.flush()
         staged = _picked_quantity(uow, sku, location_id)
         if counted_quantity < staged:
-            raise Conflict(
-                f"count of {counted_quantity} {sku} at {location_id} is below the {staged} "
-                "units already picked for shipment; count the staged goods too",
-                field="counted_quantity",
-                value=counted_quantity,
-            )
-        adjustment = counted_quantity - balance.on_hand
-        deallocated = _take_back_reservations(uow, balance, counted_quantity, actor, now)
-        post(
-            uow,
-            balance,
-            "on_hand",
-            adjustment,
-            kind="adjustment",
-            actor=actor,
-            now=now,
-            reference=("cycle_count", count.id),
-        )
-        released = release_backorders(uow, balance, actor, now) if adjustment > 0 else []
-        audit(
-            uow,
-            actor,
-            now,
-            "cycle_count",
-            "inventory_balance",
-            f"{sku}@{location_id}",
-            system_quantity=count.system_quantity,
-            counted_quantity=counted_quantity,
-            adjustment=adjustment,
-        )
+            raise _staged_conflict(sku, location_id, counted_quantity, staged)
+        result = _apply_count(uow, actor, request, count, balance, backorders_waiting=True)
         uow.commit()
-        return CycleCountResult(count.id, adjustment, deallocated, released)
+        return result
 
 
 @dataclass(frozen=True)
@@ -254,7 +220,8 @@ def _apply_count(
     balance: InventoryBalance,
     backorders_waiting: bool,
 ) -> CycleCountResult:
-    """The writes of ``record_cycle_count`` once its checks passed, in its order."""
+    """The writes of a count once its checks passed, for the single act and the batch alike
+    (``backorders_waiting`` False lets the batch skip a release it knows finds nothing)."""
     now, counted = request.now, request.counted_quantity
     adjustment = counted - balance.on_hand
     deallocated = _take_back_reservations(uow, balance, counted, actor, now)
