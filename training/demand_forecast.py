@@ -616,7 +616,6 @@ def _apply_gate(
     version: str,
     run_id: str,
 ) -> GateDecision[ForecastScores]:
-    import mlflow
 
     baselines = {k: v[ALL] for k, v in scores.items() if k in (MOVING_AVERAGE, CROSTON, TSB)}
     decision = judge(
@@ -625,16 +624,13 @@ def _apply_gate(
         champion[0] if champion else None,
         baselines,
     )
-    with mlflow.start_run(run_id=run_id):
-        mlflow.set_tags({"gate.promoted": str(decision.promote), "gate.reason": decision.reason})
-        if champion is not None:
-            mlflow.log_metrics(
-                {f"champion_{k}": v for k, v in champion[1][ALL].as_dict().items()}
-                | {"champion_version": float(champion[0])}
-            )
-        mlflow.log_dict(decision.as_dict(), "gate.json")
-    if decision.promote:
-        tracking.set_alias(REGISTERED_NAME, tracking.CHAMPION, version)
+    champion_metrics = (
+        None
+        if champion is None
+        else {f"champion_{k}": v for k, v in champion[1][ALL].as_dict().items()}
+        | {"champion_version": float(champion[0])}
+    )
+    tracking.record_gate(REGISTERED_NAME, version, run_id, decision, champion_metrics)
     return decision
 
 

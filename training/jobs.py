@@ -307,7 +307,6 @@ def _apply_gate(
     run_id: str,
     name: str,
 ) -> GateDecision:
-    import mlflow
 
     baselines = {k: v for k, v in scores.items() if k not in (MODEL, ORACLE, CHAMPION)}
     terms = GateTerms(ls.AUC_MARGIN, ls.ECE_TOLERANCE)
@@ -318,16 +317,13 @@ def _apply_gate(
         baselines,
         terms,
     )
-    with mlflow.start_run(run_id=run_id):
-        mlflow.set_tags({"gate.promoted": str(decision.promote), "gate.reason": decision.reason})
-        if champion is not None:
-            mlflow.log_metrics(
-                {f"champion_{k}": v for k, v in champion.scores.as_dict().items()}
-                | {"champion_version": float(champion.version)}
-            )
-        mlflow.log_dict(decision.as_dict(), "gate.json")
-    if decision.promote:
-        tracking.set_alias(name, tracking.CHAMPION, version)
+    champion_metrics = (
+        None
+        if champion is None
+        else {f"champion_{k}": v for k, v in champion.scores.as_dict().items()}
+        | {"champion_version": float(champion.version)}
+    )
+    tracking.record_gate(name, version, run_id, decision, champion_metrics)
     return decision
 
 

@@ -408,17 +408,13 @@ def _apply_gate(
     version: str,
     run_id: str,
 ) -> GateDecision[ma.AnomalyScores]:
-    import mlflow
 
     baselines = {k: v for k, v in scores.items() if k in (RULES, ZSCORE)}
     decision = ma.judge(scores.get(MODEL), champion, champion_version, baselines)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.set_tags({"gate.promoted": str(decision.promote), "gate.reason": decision.reason})
-        if champion is not None:
-            mlflow.log_metrics({f"champion_{k}": v for k, v in champion.as_dict().items()})
-        mlflow.log_dict(decision.as_dict(), "gate.json")
-    if decision.promote:
-        tracking.set_alias(ma.REGISTERED_NAME, tracking.CHAMPION, version)
+    champion_metrics = (
+        None if champion is None else {f"champion_{k}": v for k, v in champion.as_dict().items()}
+    )
+    tracking.record_gate(ma.REGISTERED_NAME, version, run_id, decision, champion_metrics)
     return decision
 
 

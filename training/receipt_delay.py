@@ -510,7 +510,6 @@ def _apply_gate(
     version: str,
     run_id: str,
 ) -> GateDecision:
-    import mlflow
 
     decision = judge(
         scores[MODEL],
@@ -518,11 +517,7 @@ def _apply_gate(
         champion[0] if champion else None,
         scores[EMPIRICAL],
     )
-    with mlflow.start_run(run_id=run_id):
-        mlflow.set_tags({"gate.promoted": str(decision.promote), "gate.reason": decision.reason})
-        mlflow.log_dict(decision.as_dict(), "gate.json")
-    if decision.promote:
-        tracking.set_alias(REGISTERED_NAME, tracking.CHAMPION, version)
+    tracking.record_gate(REGISTERED_NAME, version, run_id, decision)
     return decision
 
 

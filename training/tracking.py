@@ -7,6 +7,7 @@ second), so commands that never train stay quick.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,27 @@ def set_alias(name: str, alias: str, version: str) -> None:
     from mlflow import MlflowClient
 
     MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def record_gate(
+    name: str,
+    version: str,
+    run_id: str,
+    decision: Any,
+    champion_metrics: Mapping[str, float] | None = None,
+) -> None:
+    """Log a gate's decision on the challenger's run (its tags, ``gate.json`` and, when there
+    was one, the champion's scores it was judged against) and move the champion alias to the
+    challenger when the gate promotes it: the same record for every model."""
+    import mlflow
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.set_tags({"gate.promoted": str(decision.promote), "gate.reason": decision.reason})
+        if champion_metrics is not None:
+            mlflow.log_metrics(dict(champion_metrics))
+        mlflow.log_dict(decision.as_dict(), "gate.json")
+    if decision.promote:
+        set_alias(name, CHAMPION, version)
 
 
 def _registered(found: Any) -> RegisteredVersion:
