@@ -188,6 +188,9 @@ class Reservation(Base):
     created_at: Mapped[datetime]
     released_at: Mapped[datetime | None]
     release_reason: Mapped[str | None] = mapped_column(String(32))
+    line: Mapped[OrderLine] = relationship(lazy="raise")
+    """Never loaded (``lazy="raise"``): it tells the unit of work to insert a new line before
+    the reservation made for it when both go out in one flush."""
     __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
 
 

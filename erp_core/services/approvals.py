@@ -35,6 +35,7 @@ def open_approval(
         exception_id=exception_id,
         details=details,
     )
+    uow.session.flush()  # its order and line first (see ``open_exception``)
     uow.session.add(approval)
     uow.session.flush()
     audit(

@@ -68,6 +68,9 @@ def open_exception(
         reasons=list(reasons),
         details=details or {},
     )
+    # What the case refers to (an order, a line still pending in the session) goes in first:
+    # the unit of work does not order the case's INSERT after theirs.
+    uow.session.flush()
     uow.session.add(case)
     uow.session.flush()
     audit(

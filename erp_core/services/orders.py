@@ -192,11 +192,19 @@ def _capture(
         allow_split=allow_split,
         external_ref=external_ref,
     )
+    # The order and its lines are inserted with the next flush (the act's own reads that need
+    # them autoflush; a batch of captures mostly flushes once at its end): on SQLite they are
+    # given their ids now (``UnitOfWork.assign_ids``), elsewhere the order is flushed for its id.
+    uow.assign_ids([order])
     session.add(order)
-    session.flush()
+    if order.id is None:
+        session.flush()
     audit(uow, actor, now, "capture_order", "sales_order", order.id, customer_id=customer.id)
 
-    breaks = tier_price_breaks_by_sku(uow, customer.tier, [p.sku for p, _, _ in parsed], now.date())
+    with session.no_autoflush:  # the price list: nothing the act has pending changes it
+        breaks = tier_price_breaks_by_sku(
+            uow, customer.tier, [p.sku for p, _, _ in parsed], now.date()
+        )
     priced = [
         _priced_line(uow, actor, now, order, product, line_no, quantity, price, breaks[product.sku])
         for line_no, (product, quantity, price) in enumerate(parsed, start=1)
@@ -422,12 +430,13 @@ def split_line(
 
 
 def _insert_lines(uow: UnitOfWork, lines: Sequence[OrderLine]) -> None:
-    """Insert new lines in one flush, so they have their ids: one multi-row INSERT where the
-    dialect returns the ids in order (PostgreSQL), one ``executemany`` of lines given their ids
-    beforehand on SQLite (``UnitOfWork.assign_ids``)."""
+    """Give new lines their ids: on SQLite assigned beforehand (``UnitOfWork.assign_ids``), so
+    they are inserted with the next flush, a batch's lines in one ``executemany``; where the
+    dialect returns the ids of a multi-row INSERT in order (PostgreSQL), flushed now."""
     uow.assign_ids(lines)
     uow.session.add_all(lines)
-    uow.session.flush()
+    if any(line.id is None for line in lines):
+        uow.session.flush()
 
 
 def _book_line(
