@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -41,6 +42,7 @@ from erp_core.db.models import (
     PriceDecision,
     ShipmentLine,
 )
+from erp_core.db.types import UtcDateTime
 from erp_core.policy import Policy, load_policy
 
 RowT = TypeVar("RowT")
@@ -73,6 +75,83 @@ _APPEND_COLUMNS: dict[Table, frozenset[str]] = {
     _table(model): frozenset(c.name for c in _table(model).columns if not c.primary_key)
     for model in APPEND_ONLY
 }
+
+
+@dataclass(frozen=True)
+class _FastInsert:
+    """A table's INSERT compiled once for a positional-parameter dialect (SQLite's ``?``), with
+    each parameter's bind processor (the column type's conversion: UTC datetimes, dates, JSON,
+    decimals), so queued rows go to the driver's ``executemany`` as tuples without SQLAlchemy
+    building a parameter dictionary per row."""
+
+    sql: str
+    columns: tuple[tuple[str, Any, bool], ...]
+    """(column name, bind processor or None, whether equal values convert alike) in the order
+    of the statement's parameters."""
+
+    @classmethod
+    def compile(cls, table: Table, dialect: Any) -> _FastInsert | None:
+        names = sorted(_APPEND_COLUMNS[table])
+        compiled = table.insert().compile(dialect=dialect, column_keys=names)
+        order = compiled.positiontup
+        if not order or sorted(order) != names:
+            return None  # named parameters (PostgreSQL's drivers): the ordinary path
+        processors = compiled._bind_processors
+        return cls(
+            str(compiled),
+            tuple(
+                (name, processors.get(name), _converts_alike(table.c[name].type)) for name in order
+            ),
+        )
+
+    def params(self, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """The rows' parameters, converted column by column; the rows of one act share their
+        moments, so a moment is converted once per write."""
+        columns: list[list[Any]] = []
+        for name, process, alike in self.columns:
+            values = [row[name] for row in rows]
+            if process is not None:
+                if alike:
+                    done: dict[Any, Any] = {}
+                    for value in values:
+                        if value not in done:
+                            done[value] = process(value)
+                    values = [done[value] for value in values]
+                else:
+                    values = [process(value) for value in values]
+            columns.append(values)
+        return list(zip(*columns, strict=True))
+
+
+def _converts_alike(column_type: Any) -> bool:
+    """Equal values of the type always convert to the same parameter: dates, and the UTC
+    datetimes (equal moments are one UTC moment). Not decimals (``Decimal("1.0")`` equals
+    ``Decimal("1.00")``) nor JSON."""
+    if isinstance(column_type, UtcDateTime):
+        return True
+    try:
+        return column_type.python_type in (datetime, date)
+    except NotImplementedError:
+        return False
+
+
+_FAST_INSERTS: dict[tuple[Table, str], _FastInsert | None] = {}
+
+
+def _insert_rows(connection: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+    """One INSERT of many rows of an append-only table: the driver's ``executemany`` straight
+    from compiled SQL where the dialect takes positional parameters, else through Core."""
+    dialect = connection.dialect
+    key = (table, dialect.name)
+    if key not in _FAST_INSERTS:
+        _FAST_INSERTS[key] = (
+            _FastInsert.compile(table, dialect) if dialect.paramstyle == "qmark" else None
+        )
+    fast = _FAST_INSERTS[key]
+    if fast is None:
+        connection.execute(table.insert(), rows)
+    else:
+        connection.exec_driver_sql(fast.sql, fast.params(rows))
 
 
 @dataclass
@@ -219,7 +298,7 @@ class UnitOfWork:
             by_table.setdefault(table, []).append(values)
         connection = self.session.connection()
         for table, rows in by_table.items():
-            connection.execute(table.insert(), rows)
+            _insert_rows(connection, table, rows)
         self._appended.clear()
 
     # --- ids of new rows ------------------------------------------------------------------------
