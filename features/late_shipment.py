@@ -102,8 +102,8 @@ def late_shipment_frame(
         **feature_columns(
             rows, found, history.lanes.set_index("lane_id"), holidays, history.alerts
         ),
-        **labels(rows, history),
     }
+    columns |= labels(rows, history, holidays, columns["lane_transit_days"])
     return typed_frame(columns, LATE_SHIPMENT, late_shipment_unavailable(history, calendar))
 
 
@@ -1008,13 +1008,30 @@ def calendar_features(rows: Rows, holidays: np.ndarray) -> Columns:
 # --- labels ------------------------------------------------------------------------------------
 
 
-def labels(rows: pd.DataFrame, history: History) -> Columns:
+def labels(
+    rows: pd.DataFrame, history: History, holidays: np.ndarray, lane_transit_days: np.ndarray
+) -> Columns:
     """Late against the first promise, judged on the location's local dates; null while the
-    milestone has not happened (or the line was never promised)."""
+    milestone has not happened (or the line was never promised). ``label_late_transit`` is the
+    carrier's half of a late delivery, judged against the lane, not the promise: a line that
+    shipped late can still have travelled on time, and the late-shipment model learns the two
+    hazards apart (``training.late_shipment``)."""
     return {
         "label_late_delivery": _late(rows, history, "delivered", "promised_delivery_date"),
         "label_late_ship": _late(rows, history, "shipped", "promised_ship_date"),
+        "label_late_transit": _late_transit(rows, history, holidays, lane_transit_days),
     }
+
+
+def _late_transit(
+    rows: pd.DataFrame, history: History, holidays: np.ndarray, lane_transit_days: np.ndarray
+) -> np.ndarray:
+    """1 when shipped -> delivered took more business days than the lane's nominal transit."""
+    delivered = delivered_lines(history, holidays).drop_duplicates("line_id")
+    transit = rows["line_id"].map(delivered.set_index("line_id")["transit"]).to_numpy(np.float64)
+    nominal = np.asarray(lane_transit_days, dtype=np.float64)
+    late = (transit > nominal).astype(np.float64)
+    return np.where(np.isnan(transit) | np.isnan(nominal), np.nan, late)
 
 
 def _late(rows: pd.DataFrame, history: History, event: str, promised: str) -> np.ndarray:

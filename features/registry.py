@@ -465,6 +465,12 @@ LATE_SHIPMENT_LABELS: tuple[LabelSpec, ...] = (
         "1 when the line shipped after its first promised ship date, 0 on or before; null while "
         "not shipped (or never promised).",
     ),
+    LabelSpec(
+        "label_late_transit",
+        "float64",
+        "1 when the line took more business days from shipped to delivered than its lane's "
+        "nominal transit, 0 otherwise; null while not delivered (or never promised).",
+    ),
 )
 
 LINE_KEYS: tuple[KeySpec, ...] = (

@@ -319,6 +319,14 @@ def test_labels_judge_each_line_against_its_first_promise(hand_world):
     assert frame.loc[w.line(w.c), ["label_late_ship", "label_late_delivery"]].isna().all()
 
 
+def test_the_transit_label_judges_the_carrier_against_the_lane_not_the_promise(hand_world):
+    frame = hand_world.frame()
+    w = hand_world
+    assert frame.loc[w.line(w.a), "label_late_transit"] == 0.0
+    assert frame.loc[w.line(w.e), "label_late_transit"] == 1.0  # left on time, arrived late
+    assert np.isnan(frame.loc[w.line(w.c), "label_late_transit"])  # not delivered yet
+
+
 def test_a_line_split_after_entry_keeps_its_entry_quantity_and_the_remainder_gets_no_row(
     world: UnitOfWork,
 ):
@@ -401,6 +409,7 @@ def test_labels_agree_with_the_simulators_recorded_outcomes(simulated_history):
     for label, truth in (
         ("label_late_delivery", "late_delivery"),
         ("label_late_ship", "late_ship"),
+        ("label_late_transit", "drawn_transit_late"),
     ):
         known = joined[label].notna() & joined[truth].notna()
         assert known.sum() > 300
