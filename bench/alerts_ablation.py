@@ -142,14 +142,17 @@ def _fit_and_score(data: TrainingFrame, url: str, name: str) -> tuple[dict[str, 
     oracle, oracle_lines = _oracle(url, test, outcomes)
     if oracle is None:
         raise SystemExit(f"{url}: no simulator truth for the test lines ({oracle_lines} known)")
-    gain = model.booster_.feature_importance("gain")
+    gain = sum(
+        booster.feature_importance("gain", iteration=trees)
+        for booster, trees in zip(model.boosters_, model.best_iterations_, strict=True)
+    )
     share = float(gain[model.encoder_.names.index(FEATURE)] / gain.sum())
     found = {
         "model": _rounded(scores["model"].as_dict()),
         "baselines": {k: _rounded(v.as_dict()) for k, v in scores.items() if k != "model"},
         "oracle": _rounded(oracle.as_dict()),
         "auc_ratio_to_oracle": round(oracle_auc_ratio(scores["model"].roc_auc, oracle.roc_auc), 4),
-        "best_iteration": model.best_iteration_,
+        "trees": model.trees_,
         "feature_gain_share": round(share, 4),
     }
     return found, probabilities

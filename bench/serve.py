@@ -348,7 +348,8 @@ class InProcess:
     frame_rows: list[dict[str, Any]]
     matrix_rows: list[list[float | None]]
     columns: list[str]
-    booster_path: Path
+    booster_paths: list[Path]
+    """The champion's boosters (one per hazard), each saved with its trees."""
     trees: int
     features: int
     checked: dict[str, Any]
@@ -385,8 +386,13 @@ def in_process(world: World, bodies: dict[int, list[bytes]], calls: int) -> InPr
     model = champion.estimator
     frames = [_stages(runtime, body, world.api_key)[1] for body in kept[10]]
     frame_rows, matrix_rows, columns = _reference_rows(model, frames)
-    booster_path = world.folder / f"late_shipment-v{champion.version}.booster.txt"
-    model.booster_.save_model(str(booster_path), num_iteration=model.best_iteration_)
+    booster_paths = []
+    for index, (booster, trees) in enumerate(
+        zip(model.boosters_, model.best_iterations_, strict=True)
+    ):
+        path = world.folder / f"late_shipment-v{champion.version}.booster{index}.txt"
+        booster.save_model(str(path), num_iteration=trees)
+        booster_paths.append(path)
     _say(f"profiling {calls} 10-line requests in-process ...")
     profile = profile_request(client, headers, runtime, kept[10], world.api_key, calls)
     profile["runtime_build_seconds_in_process"] = round(build_seconds, 2)
@@ -395,8 +401,8 @@ def in_process(world: World, bodies: dict[int, list[bytes]], calls: int) -> InPr
         frame_rows=frame_rows,
         matrix_rows=matrix_rows,
         columns=columns,
-        booster_path=booster_path,
-        trees=int(model.best_iteration_),
+        booster_paths=booster_paths,
+        trees=sum(model.trees_),
         features=len(model.encoder_.names),
         checked=checked,
         profile=profile,
@@ -858,7 +864,7 @@ def server_plans(
                 "info",
             ],
             workers=workers,
-            env=env | {BOOSTER_VARIABLE: str(inproc.booster_path)},
+            env=env | {BOOSTER_VARIABLE: os.pathsep.join(map(str, inproc.booster_paths))},
             port=port,
             ready_path="/ping",
             path="/predict",
@@ -1350,20 +1356,24 @@ def bare_app() -> Any:
     """The least a FastAPI service can do with this model, the limit the erpx figures are read
     against (SERVING-NOTES: async def, numpy in, the native booster). A uvicorn factory
     (``uvicorn --app-dir bench --factory serve:bare_app``), so it runs under uvicorn's own
-    worker supervisor like erpx does; the booster file comes from ``BENCH_SERVE_BOOSTER``."""
+    worker supervisor like erpx does; the booster files (one per hazard, ``os.pathsep`` between
+    them) come from ``BENCH_SERVE_BOOSTER``, and every one predicts each request's rows."""
     import lightgbm
     import numpy as np
     from fastapi import FastAPI, Request, Response
 
     # FastAPI reads the endpoint's annotations (strings here) in this module's namespace.
     globals().update(Request=Request, Response=Response)
-    booster = lightgbm.Booster(model_file=os.environ[BOOSTER_VARIABLE])
+    boosters = [
+        lightgbm.Booster(model_file=path) for path in os.environ[BOOSTER_VARIABLE].split(os.pathsep)
+    ]
     app = FastAPI()
 
     @app.post("/predict")
     async def predict(request: Request) -> Response:
         rows = np.asarray(json.loads(await request.body())["rows"], dtype=np.float64)
-        probabilities = booster.predict(rows, num_threads=1)
+        hazards = [booster.predict(rows, num_threads=1) for booster in boosters]
+        probabilities = 1.0 - np.prod([1.0 - p for p in hazards], axis=0)
         return Response(json.dumps({"p": probabilities.tolist()}), media_type="application/json")
 
     @app.get("/ping")
@@ -1506,8 +1516,8 @@ NOTES = [
     "mlflow models serve runs the pyfunc of the logged estimator, whose predict() encodes the "
     "frame, runs the booster and the calibrator and thresholds at 0.5: it does less than erpx "
     "(no quote, no online features, no reasons, no margin model, no actions).",
-    "The bare endpoint's booster is the champion's booster saved with its best iteration: the "
-    "same trees; it returns uncalibrated probabilities.",
+    "The bare endpoint's boosters are the champion's (one per hazard) saved with their kept "
+    "trees: the same trees, combined as 1 - prod(1 - p); it returns uncalibrated probabilities.",
     "multi_worker: flat_44ms_delay_seen compares p50 at concurrency 1 (2 workers against 1; "
     "a difference over 30 ms counts); accepted_sockets_tcp_nodelay_by_process is TCP_NODELAY as "
     "the bare server reads it on its own accepted connections under uvicorn's worker "

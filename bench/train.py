@@ -99,7 +99,7 @@ def main() -> None:
         "slices": result.slices,
         "rows": result.rows,
         "unlabelled_rows": result.unlabelled_rows,
-        "best_iteration": result.best_iteration,
+        "trees": result.trees,
         "scores": scores,
         "auc_ratio_to_oracle": result.auc_ratio,
         "beats_on_every_metric": beaten,
@@ -141,7 +141,9 @@ def _scoring(
     matrix = model.encoder_.transform(frame)
 
     def bare() -> None:
-        model.booster_.predict(matrix, num_iteration=model.best_iteration_)
+        # The same trees through LightGBM alone: each booster (one per hazard) on the matrix.
+        for booster, trees in zip(model.boosters_, model.best_iterations_, strict=True):
+            booster.predict(matrix, num_iteration=trees)
 
     def ours() -> None:
         model.predict_proba(frame)
@@ -172,7 +174,7 @@ def _scoring(
     per_second = {name: round(1.0 / seconds) for name, seconds in timings.items()}
     return {
         "rows": len(frame),
-        "trees": model.best_iteration_,
+        "trees": model.trees_,
         "features": matrix.shape[1],
         "rows_per_second": per_second,
         "erpx_share_of_bare": round(
@@ -213,8 +215,8 @@ def _compare_dask(settings: Settings, calendar: Any, plan: SplitPlan) -> dict[st
                 "single_machine_auc": single_auc,
                 "dask_auc": dask_auc,
                 "difference": dask_auc - single_auc,
-                "single_machine_trees": single.best_iteration_,
-                "dask_trees": grown.best_iteration_,
+                "single_machine_trees": single.trees_,
+                "dask_trees": grown.trees_,
                 "single_machine_fit_seconds": round(single_seconds, 2),
                 "dask_fit_seconds": round(dask_seconds, 2),
             }

@@ -112,11 +112,18 @@ def late_shipment(
     )
     middle = [
         ("dropped", f"{result.unlabelled_rows:,} lines without an outcome yet"),
-        ("trees", f"{result.best_iteration} (early stopping), engine {engine}"),
+        ("trees", f"{trees_text(result.trees)} (early stopping), engine {engine}"),
         ("left out", left_out_text(result.left_out)),
     ]
     url = database_url or settings.database_url
     console.print(run_summary(result, url, settings, middle, [("vs oracle", oracle)]))
+
+
+def trees_text(trees: dict[str, int]) -> str:
+    """Trees per booster, named by the label it learnt when there are several (hazards)."""
+    if len(trees) == 1:
+        return str(next(iter(trees.values())))
+    return ", ".join(f"{n} on {label}" for label, n in trees.items())
 
 
 def left_out_text(left_out: dict[str, str]) -> str:

@@ -50,7 +50,8 @@ class TrainResult:
     slices: dict[str, str]
     rows: dict[str, int]
     unlabelled_rows: int
-    best_iteration: int
+    trees: dict[str, int]
+    """Trees kept after early stopping, per booster: the label it learnt (one per hazard)."""
     scores: dict[str, ClassifierScores]
     oracle_lines: int
     auc_ratio: float | None
@@ -112,9 +113,9 @@ def train_late_shipment(
     announce("fitting LightGBM (early stopping on the validation weeks) and calibrating")
     started = time.perf_counter()
     model = (
-        _fit_on_dask(data, seed, model_params or {}, scheduler, aim.label)
+        _fit_on_dask(data, seed, model_params or {}, scheduler, aim)
         if engine == "dask"
-        else _fit_model(data, seed, model_params or {}, aim.label)
+        else _fit_model(data, seed, model_params or {}, aim)
     )
     clock["fit"] = time.perf_counter() - started
 
@@ -160,7 +161,7 @@ def train_late_shipment(
         slices=data.slices.as_dict(),
         rows={name: len(data.part(name)) for name in data.slices.as_dict()},
         unlabelled_rows=data.unlabelled_rows,
-        best_iteration=model.best_iteration_,
+        trees=_trees(model, aim),
         scores=scores,
         oracle_lines=oracle_lines,
         auc_ratio=ratio,
@@ -172,10 +173,15 @@ def train_late_shipment(
 
 
 def _fit_model(
-    data: TrainingFrame, seed: int, params: dict[str, Any], label: str = ls.LABEL
+    data: TrainingFrame, seed: int, params: dict[str, Any], aim: ls.Target = ls.DELIVERY
 ) -> ls.LateShipmentModel:
+    """The target's model: one booster per hazard (or one on its label), calibrated on the
+    target's own label."""
     train, valid, calib = data.part("train"), data.part("validation"), data.part("calibration")
-    model = ls.LateShipmentModel(random_state=seed, left_out=left_out(data), **params)
+    label = aim.label
+    model = ls.LateShipmentModel(
+        random_state=seed, left_out=left_out(data), hazards=aim.hazards, **params
+    )
     return model.fit(
         train,
         train[label],
@@ -185,12 +191,20 @@ def _fit_model(
 
 
 def _fit_on_dask(
-    data: TrainingFrame, seed: int, params: dict[str, Any], scheduler: str | None, label: str
+    data: TrainingFrame,
+    seed: int,
+    params: dict[str, Any],
+    scheduler: str | None,
+    aim: ls.Target,
 ) -> ls.LateShipmentModel:
     from training.dask_training import dask_client, fit_on_dask
 
     with dask_client(scheduler) as client:
-        return fit_on_dask(data, seed, {"left_out": left_out(data), **params}, client, label)
+        return fit_on_dask(data, seed, {"left_out": left_out(data), **params}, client, aim)
+
+
+def _trees(model: ls.LateShipmentModel, aim: ls.Target) -> dict[str, int]:
+    return dict(zip(aim.hazards or (aim.label,), model.trees_, strict=True))
 
 
 def left_out(data: TrainingFrame) -> tuple[str, ...]:
@@ -359,7 +373,7 @@ def _log_run(
         mlflow.log_dict(dict(data.unavailable), "left_out.json")
         mlflow.log_metrics(
             {f"{name}_{k}": v for name, s in scores.items() for k, v in s.as_dict().items()}
-            | {"best_iteration": float(model.best_iteration_)}
+            | {f"trees.{label}": float(n) for label, n in _trees(model, aim).items()}
             | {f"rows_{name}": float(len(data.part(name))) for name in ("train", "test")}
         )
         if ORACLE in scores:

@@ -1,6 +1,7 @@
 """The late-shipment estimator on a simulated world: it learns something real, says why, keeps the
 directions the business knows, and the same data and seed give the same model."""
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -45,8 +46,49 @@ def test_the_model_ranks_late_lines_better_than_its_weakest_baseline(data, model
 def test_the_same_data_and_seed_give_the_same_model(data, model):
     again = _fit_model(data, seed=7, params={})
     test = data.part("test")
-    assert again.best_iteration_ == model.best_iteration_
+    assert again.trees_ == model.trees_
     np.testing.assert_array_equal(again.predict_proba(test), model.predict_proba(test))
+
+
+def test_the_delivery_model_combines_a_ship_and_a_transit_hazard(data, model):
+    assert model.hazards == ("label_late_ship", "label_late_transit")
+    assert len(model.boosters_) == 2 and all(trees > 0 for trees in model.trees_)
+    matrix = model.encoder_.transform(data.part("test"))
+    hazards = model.hazard_probabilities(matrix)
+    np.testing.assert_allclose(
+        model.raw_probability(matrix), 1 - (1 - hazards[:, 0]) * (1 - hazards[:, 1])
+    )
+
+
+def test_contributions_add_up_to_the_combined_log_odds(data, model):
+    matrix = model.encoder_.transform(data.part("test"))
+    raw = np.clip(model.raw_probability(matrix), 1e-6, 1 - 1e-6)
+    contributions = model.contributions(matrix)
+    assert contributions.shape == (len(matrix), len(model.encoder_.names) + 1)
+    np.testing.assert_allclose(contributions.sum(axis=1), np.log(raw / (1 - raw)), atol=1e-6)
+
+
+def test_a_hazard_label_missing_from_the_frame_is_refused_by_name(data):
+    train = data.part("train").drop(columns="label_late_transit")
+    with pytest.raises(InvalidValue, match="label_late_transit"):
+        ls.LateShipmentModel(hazards=ls.DELIVERY.hazards).fit(
+            train,
+            train[ls.LABEL],
+            eval_set=(train, train[ls.LABEL]),
+            calibration_set=(train, train[ls.LABEL]),
+        )
+
+
+def test_a_model_pickled_with_one_booster_before_hazards_still_scores(data, model):
+    test = data.part("test")
+    old = copy.deepcopy(model)
+    old.booster_, old.best_iteration_ = old.boosters_[0], old.best_iterations_[0]
+    del old.boosters_, old.best_iterations_, old.margins_
+    matrix = old.encoder_.transform(test)
+    expected = model.boosters_[0].predict(matrix, num_iteration=model.best_iterations_[0])
+    np.testing.assert_allclose(old.raw_probability(matrix), expected)
+    assert old.trees_ == model.trees_[:1]
+    assert old.contributions(matrix).shape == (len(matrix), len(old.encoder_.names) + 1)
 
 
 def test_probabilities_are_probabilities(data, model):
@@ -120,7 +162,7 @@ def test_unavailable_features_are_left_out_of_the_model_and_the_logistic_baselin
     read = [spec.name for spec in ls.features() if spec.name not in UNAVAILABLE]
     assert model.left_out == tuple(UNAVAILABLE)
     assert model.encoder_.names == read
-    assert model.booster_.feature_name() == read
+    assert all(booster.feature_name() == read for booster in model.boosters_)
     # The model never reads them: a frame without those columns at all scores the same.
     test = without_some.part("test")
     np.testing.assert_array_equal(
