@@ -28,7 +28,7 @@ from datetime import date, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import Engine, Table, func, inspect, select
+from sqlalchemy import Engine, Table, bindparam, func, inspect, select
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from sqlalchemy.orm.attributes import instance_state
 
@@ -154,15 +154,61 @@ def _insert_rows(connection: Any, table: Table, rows: list[dict[str, Any]]) -> N
         connection.exec_driver_sql(fast.sql, fast.params(rows))
 
 
+@dataclass(frozen=True)
+class _FastUpdate:
+    """``UPDATE table SET <columns> WHERE <primary key>`` compiled once, with the bind processors
+    of its parameters (see ``_FastInsert``); None stands for a dialect with named parameters."""
+
+    sql: str
+    processors: tuple[Any, ...]
+    """One per parameter: the columns' in order, then the primary key's."""
+
+    @classmethod
+    def compile(cls, table: Table, columns: tuple[str, ...], dialect: Any) -> _FastUpdate | None:
+        key = primary_key_of_table(table)
+        statement = (
+            table.update()
+            .where(key == bindparam("erpx_key"))
+            .values({name: bindparam(f"erpx_{name}") for name in columns})
+        )
+        compiled = statement.compile(dialect=dialect)
+        order = compiled.positiontup
+        expected = [f"erpx_{name}" for name in columns] + ["erpx_key"]
+        if dialect.paramstyle != "qmark" or list(order or ()) != expected:
+            return None
+        processors = compiled._bind_processors
+        return cls(str(compiled), tuple(processors.get(name) for name in expected))
+
+    def params(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        processors = self.processors
+        return [
+            tuple(
+                value if process is None else process(value)
+                for value, process in zip(row, processors, strict=True)
+            )
+            for row in rows
+        ]
+
+
+_FAST_UPDATES: dict[tuple[Table, tuple[str, ...], str], _FastUpdate | None] = {}
+
+
+def primary_key_of_table(table: Table) -> Any:
+    (column,) = table.primary_key.columns
+    return column
+
+
 @dataclass
 class _Level:
     """One level of nesting: the savepoint it runs in (None for the transaction itself), whether
     ``commit`` or ``rollback`` has closed it (work after that belongs to the enclosing level),
-    and the row locks taken while it was the innermost level."""
+    the row locks taken while it was the innermost level, and the loaded rows whose changes
+    ``write_changes`` wrote past the session (expired should the level be undone)."""
 
     savepoint: SessionTransaction | None
     closed: bool = False
     locks: dict[Hashable, Any] = field(default_factory=dict)
+    written: list[Any] = field(default_factory=list)
 
 
 class UnitOfWork:
@@ -229,8 +275,10 @@ class UnitOfWork:
             if level.savepoint.is_active:
                 level.savepoint.rollback()
             self._forget(level)
-        # Locks this level took and kept now belong to the enclosing level.
+        # Locks this level took and kept now belong to the enclosing level, and so do the rows
+        # it wrote past the session (undone with it, should the enclosing level be undone).
         self._levels[-1].locks.update(level.locks)
+        self._levels[-1].written.extend(level.written)
 
     @property
     def is_outermost(self) -> bool:
@@ -243,6 +291,7 @@ class UnitOfWork:
         if level.savepoint is None:
             self.session.commit()
             level.locks.clear()  # the transaction's locks end with it
+            level.written.clear()
             self._next_ids.clear()
         else:
             level.savepoint.commit()
@@ -265,6 +314,12 @@ class UnitOfWork:
         the innermost level's, as entering a level writes the queue) and its locks."""
         self._appended.clear()
         level.locks.clear()
+        # Rows whose changes were written past the session hold the undone values: the session
+        # reloads them when next read (it expires on its own only the rows it flushed itself).
+        for row in level.written:
+            if row in self.session:
+                self.session.expire(row)
+        level.written.clear()
         # Ids handed out to undone rows are free again (the enclosing level's rows were flushed
         # when the savepoint began): read the next free ones afresh.
         self._next_ids.clear()
@@ -300,6 +355,70 @@ class UnitOfWork:
         for table, rows in by_table.items():
             _insert_rows(connection, table, rows)
         self._appended.clear()
+
+    # --- changed columns of loaded rows ----------------------------------------------------------
+
+    def write_changes(self, rows: Iterable[Base], columns: Sequence[str]) -> None:
+        """Write the changed ``columns`` of loaded rows now, one ``executemany`` UPDATE per model
+        and set of changed columns, instead of leaving them to the next flush.
+
+        For a batch act that changes many loaded rows (lines picked, shipped, delivered) the
+        unit of work's bookkeeping of each dirty row costs several times the UPDATE itself. The
+        rows are left as a flush leaves them: their values current, nothing pending on them
+        (when ``columns`` were their only changes). New rows not flushed yet, and columns not
+        changed, are left to the flush. Call it only where nothing is flushed between the
+        changes and the call, and name only columns whose attributes are named alike.
+        """
+        groups: dict[tuple[Table, tuple[str, ...]], list[tuple[Any, Any]]] = {}
+        ordered: dict[type[Any], tuple[Table, tuple[str, ...]]] = {}
+        for row in rows:
+            state = instance_state(row)
+            if state.key is None or not state.modified:
+                continue  # new (the flush inserts it) or unchanged
+            model = type(row)
+            if model not in ordered:
+                table = _table(model)
+                # In the table's order, as the compiled SET clause has them.
+                ordered[model] = (table, tuple(c.key for c in table.columns if c.key in columns))
+            table, names = ordered[model]
+            committed = state.committed_state
+            changed = tuple(name for name in names if name in committed)
+            if changed:
+                groups.setdefault((table, changed), []).append((state, row))
+        if not groups:
+            return
+        connection = self.session.connection()
+        dialect = connection.dialect
+        level = self._levels[-1]
+        for (table, changed), states in groups.items():
+            key = primary_key_of_table(table).key
+            values = [
+                (*(state.dict[name] for name in changed), state.identity[0])
+                for state, _row in states
+            ]
+            cache_key = (table, changed, dialect.name)
+            if cache_key not in _FAST_UPDATES:
+                _FAST_UPDATES[cache_key] = _FastUpdate.compile(table, changed, dialect)
+            fast = _FAST_UPDATES[cache_key]
+            if fast is None:
+                statement = (
+                    table.update()
+                    .where(table.c[key] == bindparam("erpx_key"))
+                    .values({name: bindparam(f"erpx_{name}") for name in changed})
+                )
+                params = [f"erpx_{name}" for name in changed] + ["erpx_key"]
+                connection.execute(statement, [dict(zip(params, v, strict=True)) for v in values])
+            else:
+                connection.exec_driver_sql(fast.sql, fast.params(values))
+            identity_map = self.session.identity_map
+            for state, row in states:
+                committed = state.committed_state
+                for name in changed:
+                    del committed[name]
+                if not committed:
+                    # What the flush does to a row it has written: clean, no longer dirty.
+                    state._commit_all(state.dict, identity_map)
+                level.written.append(row)
 
     # --- ids of new rows ------------------------------------------------------------------------
 

@@ -289,6 +289,10 @@ def _apply_picks(
                 ),
             )
         )
+    # The picked lines' new state goes out in one UPDATE, not through the flush's bookkeeping.
+    uow.write_changes(
+        (line for plan in plans if isinstance(plan, _PickPlan) for line in plan.lines), ("state",)
+    )
     uow.assign_ids(events)
     uow.session.add_all(events)
     uow.session.flush()
@@ -332,6 +336,8 @@ class _Shipments:
     last_at: dict[int, datetime]
     reservations: dict[int, Reservation]
     balances: dict[tuple[str, str], InventoryBalance] = field(default_factory=dict)
+    released: list[Reservation] = field(default_factory=list)
+    """The reservations the handoffs released."""
 
 
 def record_shipment_events(
@@ -352,6 +358,7 @@ def record_shipment_events(
                 done.append(_milestone(uow, actor, now, known, event, fact))
             except DomainError as refused:
                 done.append(refused)
+        _write_milestone_changes(uow, known)
         rows = [outcome[0] for outcome in done if isinstance(outcome, tuple)]
         uow.assign_ids(rows)
         uow.session.add_all(rows)
@@ -361,6 +368,15 @@ def record_shipment_events(
         outcome if isinstance(outcome, DomainError) else replace(outcome[1], event_id=outcome[0].id)
         for outcome in done
     ]
+
+
+def _write_milestone_changes(uow: UnitOfWork, known: _Shipments) -> None:
+    """What the milestones changed on the rows they read (shipments, their lines, the released
+    reservations) goes out in one UPDATE per kind, not through the flush's bookkeeping; the
+    balances are few and left to the flush."""
+    uow.write_changes(known.rows.values(), ("status", "actual_freight_cost"))
+    uow.write_changes((line for lines in known.lines.values() for _q, line in lines), ("state",))
+    uow.write_changes(known.released, ("released_at", "release_reason"))
 
 
 def _parse_milestone(
@@ -496,6 +512,7 @@ def _hand_over(
         reservation = known.reservations.pop(line.id)
         reservation.released_at = occurred_at
         reservation.release_reason = "shipped"
+        known.released.append(reservation)
         balance = known.balances[(line.sku, shipment.location_id)]
         for bucket in ("reserved", "on_hand"):
             post(

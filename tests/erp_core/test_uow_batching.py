@@ -92,6 +92,67 @@ def test_a_relocked_balance_shows_what_the_database_holds(world):
         assert lock_balance(world, "WIDGET", "WEST").on_hand == 5
 
 
+def _stored_state(world, line_id: int) -> str:
+    return world.session.execute(
+        select(OrderLine.state).where(OrderLine.id == line_id)
+    ).scalar_one()
+
+
+def test_write_changes_writes_the_changed_columns_and_leaves_the_row_clean(world):
+    stock(world, "WIDGET", "WEST", 5)
+    with world:
+        line_id = (
+            capture_order(
+                world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 2)], now=T0
+            )
+            .lines[0]
+            .line_id
+        )
+        world.commit()
+    with world:
+        line = world.session.get(OrderLine, line_id)
+        assert line is not None
+        line.state = "picked"
+        world.write_changes([line], ("state", "quantity"))
+        assert line not in world.session.dirty
+        assert line.state == "picked"
+        assert _stored_state(world, line_id) == "picked"
+        line.quantity = 1  # a later change of another column still goes out with the flush
+        world.session.flush()
+        world.commit()
+    with world:
+        stored = world.session.get(OrderLine, line_id)
+        assert stored is not None
+        assert (stored.state, stored.quantity) == ("picked", 1)
+
+
+def test_rows_written_past_the_session_are_reloaded_when_their_savepoint_is_undone(world):
+    stock(world, "WIDGET", "WEST", 5)
+    with world:
+        line_id = (
+            capture_order(
+                world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 2)], now=T0
+            )
+            .lines[0]
+            .line_id
+        )
+        world.commit()
+    with world:
+        line = world.session.get(OrderLine, line_id)
+        assert line is not None
+        with world:  # undone: the savepoint is rolled back
+            line.state = "picked"
+            world.write_changes([line], ("state",))
+        assert line.state == "allocated"
+        with world:  # kept by the savepoint, undone with the transaction's rollback
+            line.state = "picked"
+            world.write_changes([line], ("state",))
+            world.commit()
+        assert line.state == "picked"
+    with world:
+        assert _stored_state(world, line_id) == "allocated"
+
+
 def test_a_whole_day_of_acts_in_one_batch_keeps_the_books(world):
     """Capture, pick, pack, ship and deliver, and a refused milestone in between, in one
     transaction: locks and queued rows taken by one act are reused or dropped correctly."""
