@@ -177,7 +177,13 @@ def transition(
     )
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+"""Types a JSON column takes as they are (exactly these: a ``StrEnum`` goes the long way)."""
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, date | datetime):
         return value.isoformat()
     if isinstance(value, list | tuple):

@@ -201,10 +201,12 @@ def _capture(
         session.flush()
     audit(uow, actor, now, "capture_order", "sales_order", order.id, customer_id=customer.id)
 
+    skus = [p.sku for p, _, _ in parsed]
     with session.no_autoflush:  # the price list: nothing the act has pending changes it
-        breaks = tier_price_breaks_by_sku(
-            uow, customer.tier, [p.sku for p, _, _ in parsed], now.date()
-        )
+        if batch is None:
+            breaks = tier_price_breaks_by_sku(uow, customer.tier, skus, now.date())
+        else:
+            breaks = batch.price_breaks(uow, customer.tier, skus, now.date())
     priced = [
         _priced_line(uow, actor, now, order, product, line_no, quantity, price, breaks[product.sku])
         for line_no, (product, quantity, price) in enumerate(parsed, start=1)
@@ -539,6 +541,21 @@ class CaptureBatch:
 
     exposures: dict[str, Decimal] = field(default_factory=dict)
     backlogs: dict[str, int] = field(default_factory=dict)
+    skus: set[str] = field(default_factory=set)
+    """The SKUs the batch's orders ask for: the price breaks of a tier are read for all of them
+    at once (the price list does not change within the transaction's captures)."""
+    breaks: dict[tuple[str, date], dict[str, list[PriceBreak]]] = field(default_factory=dict)
+
+    def price_breaks(
+        self, uow: UnitOfWork, tier: str, skus: Sequence[str], on: date
+    ) -> dict[str, list[PriceBreak]]:
+        """``tier_price_breaks_by_sku``, read once per tier and day for the batch's SKUs."""
+        known = self.breaks.setdefault((tier, on), {})
+        missing = {sku for sku in skus if sku not in known}
+        if missing:
+            wanted = missing if len(known) else missing | self.skus
+            known.update(tier_price_breaks_by_sku(uow, tier, sorted(wanted), on))
+        return {sku: known[sku] for sku in skus}
 
     def read_exposures(self, uow: UnitOfWork, customer_ids: Sequence[str]) -> None:
         """The open exposure of each customer, read in grouped queries before any is captured."""

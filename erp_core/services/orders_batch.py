@@ -152,6 +152,7 @@ def _read_once(
     batch = CaptureBatch()
     if not uow.policy.allows(actor.role, "capture_order"):
         return batch  # every order is refused by its own check
+    batch.skus = {line.sku for r in orders for line in r.lines if isinstance(line.sku, str)}
     wanted = sorted({r.customer_id for r in orders if isinstance(r.customer_id, str)})
     unheld = [c for c in wanted if uow.held((Customer.__name__, c)) is None]
     for start in range(0, len(unheld), 500):
