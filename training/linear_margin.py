@@ -67,8 +67,11 @@ class LinearMargin:
         return self
 
     def margin(self, matrix: np.ndarray) -> np.ndarray:
-        """Log-odds per row."""
-        return self._standardised(matrix) @ self.coef_ + self.intercept_
+        """Log-odds per row (the scoring path: one copy of the margin's columns, no more)."""
+        centred = matrix[:, list(self.columns)]
+        centred -= self.mean_
+        np.nan_to_num(centred, copy=False, nan=0.0)
+        return centred @ (self.coef_ / self.scale_) + self.intercept_
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Per-feature log-odds, one column per matrix column plus the intercept last (the
