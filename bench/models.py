@@ -52,11 +52,35 @@ def demand_forecast(record: dict[str, Any]) -> dict[str, Any]:
             "model": wrmsse,
             "met": all(wrmsse["model"] < v for v in baselines.values()),
         },
-        "backtest_less_inventory_at_service_target": {
-            "target": "meet service with less inventory than both baselines, within 15% of oracle",
-            "model": record.get("backtest"),
-            "met": None,
+        "backtest_less_inventory_at_service_target": _service_matched(record.get("backtest")),
+    }
+
+
+def _service_matched(backtest: dict[str, Any] | None) -> dict[str, Any]:
+    """Each policy at the least inventory that meets the class fill targets (the backtest's
+    ``service_matched``): the model's must be below both baselines' and within 15% of the
+    oracle's."""
+    target = "meet service with less inventory than both baselines, within 15% of oracle"
+    matched = (backtest or {}).get("service_matched")
+    if not matched or "model" not in matched:
+        return {"target": target, "model": None, "met": None}
+    inventory = {name: round(p["average_inventory_value"], 2) for name, p in matched.items()}
+    reached = all(c["reached"] for c in matched["model"]["classes"].values())
+    baselines = [inventory[name] for name in ("min_max_30d", "moving_average_base_stock")]
+    oracle = inventory.get("oracle")
+    met = (
+        reached
+        and all(inventory["model"] < b for b in baselines)
+        and (oracle is None or inventory["model"] <= 1.15 * oracle)
+    )
+    return {
+        "target": target,
+        "model": {
+            "inventory_at_service_target": inventory,
+            "model_reaches_every_class_target": reached,
+            "model_over_oracle": round(inventory["model"] / oracle, 4) if oracle else None,
         },
+        "met": met,
     }
 
 

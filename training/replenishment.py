@@ -430,9 +430,17 @@ class ReplayScore:
 
 
 def policy_targets(
+    pair: PairReplay, policy: str, day: int, review_days: int, scale: float = 1.0
+) -> tuple[float, float]:
+    """(reorder point, order-up-to) a policy sets on a review day from what it knows then, both
+    times ``scale`` (1: the policy as it is; see :func:`service_matched`)."""
+    low, high = _policy_targets(pair, policy, day, review_days)
+    return low * scale, high * scale
+
+
+def _policy_targets(
     pair: PairReplay, policy: str, day: int, review_days: int
 ) -> tuple[float, float]:
-    """(reorder point, order-up-to) a policy sets on a review day from what it knows then."""
     rate = float(pair.rates[policy][day])
     if policy == "min_max_30d":
         # the ERP rule: min = 30-day average x (lead time + a week of safety), max = min + review
@@ -449,13 +457,15 @@ def policy_targets(
     return levels.reorder_point, levels.order_up_to
 
 
-def replay(pair: PairReplay, policy: str, review_days: int = REVIEW_DAYS) -> ReplayScore:
+def replay(
+    pair: PairReplay, policy: str, review_days: int = REVIEW_DAYS, scale: float = 1.0
+) -> ReplayScore:
     """Day by day: receipts arrive, demand is served from stock (unmet units are lost), and on
     a review day the policy orders up to its level when the position is at or below its reorder
     point; each order takes the next actual lead time of the supplier. Starts at the policy's
     own order-up-to level with nothing on order."""
     score = ReplayScore(days=len(pair.actual))
-    on_hand = policy_targets(pair, policy, 0, review_days)[1]
+    on_hand = policy_targets(pair, policy, 0, review_days, scale)[1]
     pipeline: list[tuple[int, float]] = []
     next_lead = 0
     for day, demand in enumerate(pair.actual):
@@ -467,7 +477,7 @@ def replay(pair: PairReplay, policy: str, review_days: int = REVIEW_DAYS) -> Rep
         score.served += served
         score.stockout_days += int(served < demand)
         if day % review_days == 0:
-            reorder, up_to = policy_targets(pair, policy, day, review_days)
+            reorder, up_to = policy_targets(pair, policy, day, review_days, scale)
             position = on_hand + sum(q for _, q in pipeline)
             quantity = order_quantity(position, reorder, up_to, pair.pack)
             if quantity > 0:
@@ -490,6 +500,75 @@ def backtest(
             if policy in pair.rates:
                 totals[policy].add(replay(pair, policy, review_days))
     return {policy: score.as_dict() for policy, score in totals.items() if score.days}
+
+
+SCALE_RANGE = (0.25, 6.0)
+"""The level multipliers :func:`service_matched` searches."""
+
+
+def service_matched(
+    pairs: list[PairReplay], review_days: int = REVIEW_DAYS, iterations: int = 12
+) -> dict[str, dict[str, Any]]:
+    """The least inventory each policy needs to meet the service targets, so policies that
+    miss them and policies that overshoot compare at the same fill rate.
+
+    Per ABC class (its pairs do not interact with the others' in the replay) the smallest
+    multiplier of the policy's two levels whose replayed fill rate reaches the class's target,
+    by bisection on :data:`SCALE_RANGE`; the policy's inventory is the sum over classes at
+    those multipliers. A class the largest multiplier cannot bring to target is reported
+    ``reached: False`` at that multiplier."""
+    by_class: dict[float, list[PairReplay]] = {}
+    for pair in pairs:
+        by_class.setdefault(pair.fill, []).append(pair)
+    found: dict[str, dict[str, Any]] = {}
+    for policy in POLICIES:
+        classes = {}
+        total = ReplayScore()
+        for target, members in sorted(by_class.items()):
+            members = [pair for pair in members if policy in pair.rates]
+            if not members:
+                continue
+            scale, score = _smallest_scale(members, policy, review_days, target, iterations)
+            total.add(score)
+            classes[_class_of(target)] = {
+                "target_fill": target,
+                "scale": round(scale, 4),
+                "reached": bool(score.served >= target * score.demand),
+                **score.as_dict(),
+            }
+        if classes:
+            found[policy] = {"classes": classes, **total.as_dict()}
+    return found
+
+
+def _smallest_scale(
+    pairs: list[PairReplay], policy: str, review_days: int, target: float, iterations: int
+) -> tuple[float, ReplayScore]:
+    def run(scale: float) -> ReplayScore:
+        total = ReplayScore()
+        for pair in pairs:
+            total.add(replay(pair, policy, review_days, scale))
+        return total
+
+    def fill(score: ReplayScore) -> float:
+        return score.served / score.demand if score.demand else 1.0
+
+    low, high = SCALE_RANGE
+    best = run(high)
+    if fill(best) < target:
+        return high, best
+    for _ in range(iterations):
+        middle = math.sqrt(low * high)
+        score = run(middle)
+        if fill(score) >= target:
+            high, best = middle, score
+        else:
+            low = middle
+    return high, best
+
+
+def _class_of(target: float) -> str:
+    return next((name for name, fill in FILL_TARGET.items() if fill == target), f"{target:.2f}")
 
 
 def receipt_lead_times(database_url: str) -> dict[str, np.ndarray]:
@@ -601,4 +680,5 @@ def run_backtest(
         "pairs": len(pairs),
         "review_days": review_days,
         "policies": backtest(pairs, review_days),
+        "service_matched": service_matched(pairs, review_days),
     }

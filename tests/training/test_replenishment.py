@@ -159,3 +159,30 @@ def test_a_steady_replay_by_hand_never_runs_out():
 def test_a_late_supplier_causes_stockouts_in_the_replay():
     score = rp.replay(pair([2] * 10, 2.0, [9]), "model", review_days=1)
     assert score.stockout_days > 0 and score.as_dict()["fill_rate"] < 1.0
+
+
+def test_service_matching_raises_a_policy_that_misses_its_target_until_it_meets_it():
+    # A late supplier (lead 9 against a planned 3): as it is, the policy runs out.
+    short = [pair([2] * 40, 2.0, [9])]
+    assert rp.replay(short[0], "model", review_days=1).as_dict()["fill_rate"] < 0.95
+    matched = rp.service_matched(short, review_days=1)["model"]
+    assert matched["classes"]["B"]["scale"] > 1.0 and matched["classes"]["B"]["reached"]
+    assert matched["fill_rate"] >= 0.95
+
+
+def test_service_matching_trims_a_policy_that_overshoots_to_less_inventory():
+    # Demand of 1 a day planned as 3: plenty of stock, more than the 95% target needs.
+    generous = [pair([1] * 40, 3.0, [3])]
+    as_it_is = rp.replay(generous[0], "model", review_days=1).as_dict()
+    matched = rp.service_matched(generous, review_days=1)["model"]
+    assert matched["classes"]["B"]["scale"] < 1.0
+    assert matched["fill_rate"] >= 0.95
+    assert matched["average_inventory_value"] < as_it_is["average_inventory_value"]
+
+
+def test_a_target_out_of_reach_is_reported_not_met():
+    # Lead times far beyond the 40 replayed days: nothing ordered ever arrives.
+    hopeless = [pair([5] * 40, 1.0, [400])]
+    matched = rp.service_matched(hopeless, review_days=1)["model"]
+    assert matched["classes"]["B"]["scale"] == rp.SCALE_RANGE[1]
+    assert matched["classes"]["B"]["reached"] is False
