@@ -1,6 +1,6 @@
 """How the SCMS late-delivery model was chosen: rolling validation on the training years only.
 
-    .venv/bin/python bench/scms_selection.py        # 80-115 s on 2 shared cores
+    .venv/bin/python bench/scms_selection.py        # 291 s measured on 2 busy shared cores
 
 Every candidate is scored by ``training.scms``'s rolling-origin folds (fit on the lines scheduled
 before 2010, 2011, 2012; score that year), never on the test years (scheduled from 2013), which
@@ -9,12 +9,16 @@ this script does not score at all. It re-runs each comparison around the chosen 
 - columns: the first version's set, the line's own attributes, the raw categoricals, monotone
   constraints off, other recent windows, days late, delivery volumes, trends, more keys;
 - hyperparameters: leaves x min_child_samples x lambda, each at 50 to 800 trees;
+- the trees grown from a linear margin (``LateModel.margin_C``: a sign-constrained logistic
+  regression on the numeric columns as the booster's init_score, so the risk keeps rising past
+  the late rates the fit years saw): margin C x leaves, each at 50 to 800 trees;
 - blends of the model with the logistic regression on the same columns.
 
 The rule: the highest mean ROC AUC over the three years; any candidate within ``TOLERANCE`` of it
 counts as a tie, and of tied ones the simplest wins (fewest leaves, then fewest trees, then
-fewest columns). A fold's AUC has a standard error of about 0.02 (100-240 late lines), so
-differences under that are noise, and the best of many candidates is an optimistic estimate.
+fewest columns, then no margin before a margin). A fold's AUC has a standard error of about
+0.02 (100-240 late lines), so differences under that are noise, and the best of many candidates
+is an optimistic estimate.
 Writes bench/results/scms_selection.json, including whether the rule's pick is the configuration
 ``training.scms`` ships.
 """
@@ -73,6 +77,8 @@ EXTRA_KEYS: dict[str, tuple[str, ...]] = {
     "project": ("project_code",),
 }
 TREE_GRID = (50, 100, 200, 400, 800)
+MARGIN_C = (0.03, 0.1, 0.3, 1.0)
+MARGIN_LEAVES = (4, 8, 16)
 FIRST_VERSION = LateModel(
     columns=(
         "global_late_rate",
@@ -122,8 +128,9 @@ def main() -> None:
         _row(name, model, _fold_aucs(frame, late, folds, model)) for name, model in columns
     ]
     grid_rows = _grid(frame, late, folds, chosen)
+    margin_rows = _margins(frame, late, folds, chosen)
     blend_rows = _blends(frame, late, folds, chosen)
-    candidates = column_rows + grid_rows
+    candidates = column_rows + grid_rows + margin_rows
     pick = _pick(candidates)
     shipped = {
         "columns": list(FEATURES),
@@ -132,6 +139,7 @@ def main() -> None:
         "reg_lambda": LGBM_PARAMS["reg_lambda"],
         "trees": TREES,
         "monotone_rates": True,
+        "margin_C": chosen.margin_C,
     }
     agrees = all(pick[key] == value for key, value in shipped.items())
     result = {
@@ -148,10 +156,11 @@ def main() -> None:
         ],
         "rule": (
             f"highest mean ROC AUC over the validation years; within {TOLERANCE} of it, the "
-            "fewest leaves, then trees, then columns"
+            "fewest leaves, then trees, then columns, then no linear margin before one"
         ),
         "columns": column_rows,
         "hyperparameters": grid_rows,
+        "linear_margin": margin_rows,
         "blends_with_logistic": blend_rows,
         "best_mean_roc_auc": max(row["mean_roc_auc"] for row in candidates),
         "pick": pick,
@@ -159,7 +168,7 @@ def main() -> None:
         "pick_is_shipped": agrees,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
-    _print(column_rows, grid_rows, blend_rows, pick, agrees)
+    _print(column_rows, grid_rows, margin_rows, blend_rows, pick, agrees)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     Console().print(f"wrote {args.out} in {result['wall_seconds']} s")
@@ -247,6 +256,7 @@ def _row(name: str, model: LateModel, aucs: dict[int, list[float]]) -> dict[str,
         "reg_lambda": model.params["reg_lambda"],
         "trees": trees,
         "monotone_rates": model.monotone_rates,
+        "margin_C": model.margin_C,
         "fold_roc_auc": [round(v, 4) for v in values],
         "mean_roc_auc": round(float(np.mean(values)), 4),
     }
@@ -267,6 +277,21 @@ def _grid(
         aucs = _fold_aucs(frame, late, folds, model, TREE_GRID)
         for trees, values in aucs.items():
             name = f"leaves {leaves}, min_child {min_child}, lambda {lam:g}, {trees} trees"
+            rows.append(_row(name, replace(model, trees=trees), {trees: values}))
+    return rows
+
+
+def _margins(
+    frame: pd.DataFrame, late: np.ndarray, folds: tuple[Any, ...], chosen: LateModel
+) -> list[dict[str, Any]]:
+    """The chosen columns' trees grown from a linear margin, per margin C and leaf count (at the
+    chosen min_child_samples and lambda), each at every tree count of ``TREE_GRID``."""
+    rows = []
+    for margin_c, leaves in itertools.product(MARGIN_C, MARGIN_LEAVES):
+        model = replace(chosen, params={**chosen.params, "num_leaves": leaves}, margin_C=margin_c)
+        aucs = _fold_aucs(frame, late, folds, model, TREE_GRID)
+        for trees, values in aucs.items():
+            name = f"linear margin C {margin_c:g}, leaves {leaves}, {trees} trees"
             rows.append(_row(name, replace(model, trees=trees), {trees: values}))
     return rows
 
@@ -297,19 +322,32 @@ def _blends(
 def _pick(rows: list[dict[str, Any]]) -> dict[str, Any]:
     best = max(row["mean_roc_auc"] for row in rows)
     tied = [row for row in rows if row["mean_roc_auc"] >= best - TOLERANCE]
-    return min(tied, key=lambda r: (r["num_leaves"], r["trees"], len(r["columns"])))
+    return min(
+        tied,
+        key=lambda r: (
+            r["num_leaves"],
+            r["trees"],
+            len(r["columns"]),
+            r.get("margin_C") is not None,
+        ),
+    )
 
 
 def _print(
     columns: list[dict[str, Any]],
     grid: list[dict[str, Any]],
+    margins: list[dict[str, Any]],
     blends: list[dict[str, Any]],
     pick: dict[str, Any],
     agrees: bool,
 ) -> None:
     console = Console()
     years = "/".join(str(y) for y in (2010, 2011, 2012))
-    for title, rows in (("columns", columns), ("hyperparameters (top 10)", grid)):
+    for title, rows in (
+        ("columns", columns),
+        ("hyperparameters (top 10)", grid),
+        ("linear margin (top 10)", margins),
+    ):
         table = Table(title=f"SCMS model selection: {title}, ROC AUC on {years}")
         for column in ("candidate", "folds", "mean"):
             table.add_column(column)

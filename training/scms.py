@@ -35,6 +35,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.scms import RATE_KEYS, RECENT_DAYS, build_scms_features, rate_column
+from training.linear_margin import LinearMargin
 from training.metrics import ClassifierScores, score_classifier
 
 TEST_FROM = pd.Timestamp("2013-01-01")
@@ -66,13 +67,23 @@ better."""
 
 @dataclass(frozen=True)
 class LateModel:
-    """A LightGBM late-delivery classifier: its columns, hyperparameters and tree count, and
-    whether late-rate columns may only raise the risk (monotone constraints)."""
+    """A LightGBM late-delivery classifier: its columns, hyperparameters and tree count, whether
+    late-rate columns may only raise the risk (monotone constraints), and whether the trees grow
+    from a linear margin (``margin_C``, the margin's inverse L2 strength; None: no margin).
+
+    With a margin, a ``LinearMargin`` over the numeric columns (standardised, the late-rate
+    columns' coefficients kept >= 0 when ``monotone_rates``) is fitted on the fit lines first and
+    its log-odds are the booster's ``init_score``: the trees learn what the line misses, and the
+    risk keeps rising past the largest late rate the fit years saw instead of flattening at the
+    last split. The margin ignores ``sample_weight`` (it is fitted unweighted). Off in the
+    shipped model: rolling validation preferred the trees alone (mean ROC AUC 0.719; the best
+    margin variant, C 1 with 4 leaves and 800 trees, 0.678; ``bench/scms_selection.py``)."""
 
     columns: tuple[str, ...] = FEATURES
     params: dict[str, Any] = field(default_factory=lambda: dict(LGBM_PARAMS))
     trees: int = TREES
     monotone_rates: bool = True
+    margin_C: float | None = None
 
     def fit(
         self,
@@ -80,14 +91,31 @@ class LateModel:
         late: np.ndarray,
         rows: np.ndarray,
         sample_weight: np.ndarray | None = None,
-    ) -> lgb.LGBMClassifier:
+    ) -> MarginClassifier:
         constraints = [
             1 if self.monotone_rates and _is_rate(column) else 0 for column in self.columns
         ]
-        model = lgb.LGBMClassifier(
+        model = MarginClassifier(
             n_estimators=self.trees, monotone_constraints=constraints, **self.params
         )
-        model.fit(frame.loc[rows, list(self.columns)], late[rows], sample_weight=sample_weight)
+        margin: LinearMargin | None = None
+        numeric: tuple[str, ...] = ()
+        init_score: np.ndarray | None = None
+        if self.margin_C is not None:
+            numeric = tuple(
+                c for c in self.columns if not isinstance(frame[c].dtype, pd.CategoricalDtype)
+            )
+            signs = [1 if self.monotone_rates and _is_rate(column) else 0 for column in numeric]
+            matrix = frame.loc[rows, list(numeric)].to_numpy(np.float64)
+            margin = LinearMargin(range(len(numeric)), signs, self.margin_C).fit(matrix, late[rows])
+            init_score = margin.margin(matrix)
+        model.fit(
+            frame.loc[rows, list(self.columns)],
+            late[rows],
+            sample_weight=sample_weight,
+            init_score=init_score,
+        )
+        model.margin_, model.margin_columns_ = margin, numeric
         return model
 
     def fit_predict(
@@ -95,6 +123,61 @@ class LateModel:
     ) -> np.ndarray:
         model = self.fit(frame, late, fit)
         return np.asarray(model.predict_proba(frame.loc[predict, list(self.columns)]))[:, 1]
+
+
+class MarginClassifier(lgb.LGBMClassifier):
+    """An ``LGBMClassifier`` that may have been grown from a linear margin (``margin_``, over the
+    frame's ``margin_columns_``): its log-odds are the trees' raw score plus the margin, its
+    probabilities their sigmoid. Without a margin it is the plain classifier."""
+
+    margin_: LinearMargin | None = None
+    margin_columns_: tuple[str, ...] = ()
+
+    def margin(self, X: pd.DataFrame) -> np.ndarray:
+        """The linear margin's log-odds per row (zeros without a margin)."""
+        if self.margin_ is None:
+            return np.zeros(len(X))
+        return np.asarray(self.margin_.margin(X[list(self.margin_columns_)].to_numpy(np.float64)))
+
+    def predict_proba(
+        self,
+        X: pd.DataFrame,
+        raw_score: bool = False,
+        start_iteration: int = 0,
+        num_iteration: int | None = None,
+        pred_leaf: bool = False,
+        pred_contrib: bool = False,
+        validate_features: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        if self.margin_ is None:
+            return super().predict_proba(
+                X,
+                raw_score=raw_score,
+                start_iteration=start_iteration,
+                num_iteration=num_iteration,
+                pred_leaf=pred_leaf,
+                pred_contrib=pred_contrib,
+                validate_features=validate_features,
+                **kwargs,
+            )
+        if pred_leaf or pred_contrib:
+            raise ValueError("leaves and contributions of a margin model are not supported")
+        # LGBMModel.predict: the trees' raw score (LGBMClassifier.predict would come back here)
+        trees = lgb.LGBMModel.predict(
+            self,
+            X,
+            raw_score=True,
+            start_iteration=start_iteration,
+            num_iteration=num_iteration,
+            validate_features=validate_features,
+            **kwargs,
+        )
+        log_odds = np.asarray(trees, dtype=np.float64) + self.margin(X)
+        if raw_score:
+            return log_odds
+        p = 1 / (1 + np.exp(-log_odds))
+        return np.column_stack([1 - p, p])
 
 
 def _is_rate(column: str) -> bool:
