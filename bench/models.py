@@ -38,7 +38,27 @@ def late_shipment(record: dict[str, Any]) -> dict[str, Any]:
             "model": record["scoring"]["erpx_share_of_bare"],
             "met": record["scoring"]["erpx_share_of_bare"] >= 0.5,
         },
-        "training_1m_lines_under_3_minutes": {"target": "large world", "model": None, "met": None},
+        "training_1m_lines_under_3_minutes": _training_on_the_large_world(),
+    }
+
+
+LARGE = "train-late_shipment-large.json"
+"""``bench/train.py --database-url sqlite:///var/large.db --out bench/results/<LARGE>``."""
+
+
+def _training_on_the_large_world() -> dict[str, Any]:
+    """Frame build plus fit (the job's own clock) on the large world, when it was measured."""
+    target = "features + fit under 180 s on >= 1M lines, 2 cores"
+    path = RESULTS / LARGE
+    if not path.is_file():
+        return {"target": target, "model": None, "met": None}
+    record = json.loads(path.read_text())
+    lines = sum(record["rows"].values()) + record["unlabelled_rows"]
+    seconds = record["seconds"]["features"] + record["seconds"]["fit"]
+    return {
+        "target": target,
+        "model": {"file": LARGE, "lines": lines, "features_plus_fit_seconds": round(seconds, 1)},
+        "met": lines >= 1_000_000 and seconds < 180,
     }
 
 
