@@ -67,11 +67,16 @@ class LinearMargin:
         return self
 
     def margin(self, matrix: np.ndarray) -> np.ndarray:
-        """Log-odds per row (the scoring path: one copy of the margin's columns, no more)."""
-        centred = matrix[:, list(self.columns)]
-        centred -= self.mean_
-        np.nan_to_num(centred, copy=False, nan=0.0)
-        return centred @ (self.coef_ / self.scale_) + self.intercept_
+        """Log-odds per row. The scoring path: the matrix centred whole (the coefficient of a
+        column outside the margin is 0) and zero-filled where missing (or not finite) in one
+        copy, which costs half of gathering the margin's columns first."""
+        width = matrix.shape[1]
+        mean, weights = np.zeros(width), np.zeros(width)
+        mean[list(self.columns)] = self.mean_
+        weights[list(self.columns)] = self.coef_ / self.scale_
+        centred = matrix - mean
+        np.copyto(centred, 0.0, where=~np.isfinite(centred))
+        return centred @ weights + self.intercept_
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
         """Per-feature log-odds, one column per matrix column plus the intercept last (the
