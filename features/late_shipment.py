@@ -94,7 +94,8 @@ def late_shipment_frame(
     features an imported history cannot compute (:func:`late_shipment_unavailable`) are null."""
     rows = entry_rows(history, to_micros(start), to_micros(end))
     holidays = cal.holiday_array(calendar)
-    found = offline_aggregates(rows, event_streams(history, holidays))
+    delivered = delivered_lines(history, holidays)
+    found = offline_aggregates(rows, event_streams(history, holidays, delivered=delivered))
     columns: Columns = {
         "line_id": rows["line_id"].to_numpy(),
         "order_id": rows["order_id"].to_numpy(),
@@ -103,7 +104,7 @@ def late_shipment_frame(
             rows, found, history.lanes.set_index("lane_id"), holidays, history.alerts
         ),
     }
-    columns |= labels(rows, history, holidays, columns["lane_transit_days"])
+    columns |= labels(rows, history, delivered, columns["lane_transit_days"])
     return typed_frame(columns, LATE_SHIPMENT, late_shipment_unavailable(history, calendar))
 
 
@@ -383,14 +384,19 @@ def event_streams(
     holidays: np.ndarray,
     milestones: tuple[int, int] | None = None,
     promises: tuple[int, int] | None = None,
+    delivered: pd.DataFrame | None = None,
 ) -> dict[str, EventStream]:
     """Every stream the late-shipment features total, by name. ``milestones`` keeps only the
     shipped and delivered lines whose milestone event id is in ``(after, until]``, ``promises``
     only the due lines whose first promise id is in its range (a tail of the history, which
-    reads older milestones and promises of the same lines as context)."""
+    reads older milestones and promises of the same lines as context). ``delivered``: the
+    history's :func:`delivered_lines` when the caller already has them (the offline frame's
+    labels read them too)."""
     due = due_lines(history, milestones, promises)
     shipped = _milestones_in(shipped_lines(history), milestones)
-    delivered = _milestones_in(delivered_lines(history, holidays), milestones)
+    if delivered is None:
+        delivered = delivered_lines(history, holidays)
+    delivered = _milestones_in(delivered, milestones)
     receipts = history.receipts
     moves = history.stock_moves
     transit = delivered["transit"].to_numpy()
@@ -1009,7 +1015,7 @@ def calendar_features(rows: Rows, holidays: np.ndarray) -> Columns:
 
 
 def labels(
-    rows: pd.DataFrame, history: History, holidays: np.ndarray, lane_transit_days: np.ndarray
+    rows: pd.DataFrame, history: History, delivered: pd.DataFrame, lane_transit_days: np.ndarray
 ) -> Columns:
     """Late against the first promise, judged on the location's local dates; null while the
     milestone has not happened (or the line was never promised). ``label_late_transit`` is the
@@ -1019,16 +1025,17 @@ def labels(
     return {
         "label_late_delivery": _late(rows, history, "delivered", "promised_delivery_date"),
         "label_late_ship": _late(rows, history, "shipped", "promised_ship_date"),
-        "label_late_transit": _late_transit(rows, history, holidays, lane_transit_days),
+        "label_late_transit": _late_transit(rows, delivered, lane_transit_days),
     }
 
 
 def _late_transit(
-    rows: pd.DataFrame, history: History, holidays: np.ndarray, lane_transit_days: np.ndarray
+    rows: pd.DataFrame, delivered: pd.DataFrame, lane_transit_days: np.ndarray
 ) -> np.ndarray:
-    """1 when shipped -> delivered took more business days than the lane's nominal transit."""
-    delivered = delivered_lines(history, holidays).drop_duplicates("line_id")
-    transit = rows["line_id"].map(delivered.set_index("line_id")["transit"]).to_numpy(np.float64)
+    """1 when shipped -> delivered (:func:`delivered_lines`) took more business days than the
+    lane's nominal transit."""
+    transit_of = delivered.drop_duplicates("line_id").set_index("line_id")["transit"]
+    transit = rows["line_id"].map(transit_of).to_numpy(np.float64)
     nominal = np.asarray(lane_transit_days, dtype=np.float64)
     late = (transit > nominal).astype(np.float64)
     return np.where(np.isnan(transit) | np.isnan(nominal), np.nan, late)
