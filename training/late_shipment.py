@@ -40,6 +40,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
@@ -345,7 +346,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         params = {} if num_threads is None else {"num_threads": num_threads}
         return np.column_stack(
             [
-                _sigmoid(
+                expit(
                     booster.predict(matrix, num_iteration=best, raw_score=True, **params)
                     + (0.0 if margin is None else margin.margin(matrix))
                 )
@@ -392,7 +393,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
             shap.append(trees if margin is None else trees + margin.contributions(matrix))
         if len(shap) == 1:
             return shap[0]
-        hazards = np.column_stack([_sigmoid(values.sum(axis=1)) for values in shap])
+        hazards = np.column_stack([expit(values.sum(axis=1)) for values in shap])
         combined = 1.0 - np.prod(1.0 - hazards, axis=1)
         weights = hazards / np.maximum(combined, 1e-12)[:, None]
         out = np.einsum("rh,hrc->rc", weights, np.stack(shap))
@@ -413,10 +414,6 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
 def _as_label(y: Any) -> np.ndarray:
     """A label column as float64, NaN where unknown (nullable dtypes carry pd.NA)."""
     return pd.Series(y, copy=False).astype("float64").to_numpy()
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

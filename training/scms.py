@@ -28,6 +28,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -105,7 +106,8 @@ class LateModel:
             numeric = tuple(
                 c for c in self.columns if not isinstance(frame[c].dtype, pd.CategoricalDtype)
             )
-            signs = [1 if self.monotone_rates and _is_rate(column) else 0 for column in numeric]
+            direction = dict(zip(self.columns, constraints, strict=True))
+            signs = [direction[column] for column in numeric]
             matrix = frame.loc[rows, list(numeric)].to_numpy(np.float64)
             margin = LinearMargin(range(len(numeric)), signs, self.margin_C).fit(matrix, late[rows])
             init_score = margin.margin(matrix)
@@ -176,7 +178,7 @@ class MarginClassifier(lgb.LGBMClassifier):
         log_odds = np.asarray(trees, dtype=np.float64) + self.margin(X)
         if raw_score:
             return log_odds
-        p = 1 / (1 + np.exp(-log_odds))
+        p = expit(log_odds)
         return np.column_stack([1 - p, p])
 
 
