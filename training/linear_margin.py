@@ -47,21 +47,18 @@ class LinearMargin:
         # A constant column (spread 0) carries nothing; leave it out from the start.
         kept = spread > 0
         base_rate = float(np.clip(np.mean(y), 1e-6, 1 - 1e-6))
-        coef, intercept = np.zeros(len(self.columns)), float(np.log(base_rate / (1 - base_rate)))
+        base_log_odds = float(np.log(base_rate / (1 - base_rate)))
+        # What is left when every coefficient gets dropped: the base rate alone.
+        coef, intercept = np.zeros(len(self.columns)), base_log_odds
         while kept.any():
             fitted = LogisticRegression(C=self.C, max_iter=1000).fit(z[:, kept], y)
-            coef = np.zeros(len(self.columns))
-            coef[kept] = fitted.coef_[0]
-            intercept = float(fitted.intercept_[0])
-            wrong = coef * signs < 0
+            candidate = np.zeros(len(self.columns))
+            candidate[kept] = fitted.coef_[0]
+            wrong = candidate * signs < 0
             if not wrong.any():
+                coef, intercept = candidate, float(fitted.intercept_[0])
                 break
             kept &= ~wrong
-        else:  # every coefficient dropped: the base rate alone
-            coef, intercept = (
-                np.zeros(len(self.columns)),
-                float(np.log(base_rate / (1 - base_rate))),
-            )
         self.coef_ = coef
         self.intercept_ = intercept
         return self
