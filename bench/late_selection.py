@@ -39,14 +39,19 @@ from training.jobs import _fit_baselines, _oracle, left_out  # noqa: E402
 from training.metrics import oracle_auc_ratio, score_classifier  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-ONE_BOOSTER = ls.Target("delivery", ls.LABEL, ls.REGISTERED_NAME, "", "", "")
-CANDIDATES: dict[str, tuple[ls.Target, dict[str, Any]]] = {
-    "one_booster_isotonic": (ONE_BOOSTER, {"linear_margin": False, "calibration": "isotonic"}),
-    "one_booster": (ONE_BOOSTER, {"linear_margin": False}),
-    "one_booster_margin": (ONE_BOOSTER, {}),
-    "hazards": (ls.DELIVERY, {"linear_margin": False}),
-    "hazards_margin_isotonic": (ls.DELIVERY, {"calibration": "isotonic"}),
-    "hazards_margin": (ls.DELIVERY, {}),
+ONE_BOOSTER: tuple[str, ...] = ()
+HAZARDS = ls.DELIVERY.hazards
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "one_booster_isotonic": {
+        "hazards": ONE_BOOSTER,
+        "linear_margin": False,
+        "calibration": "isotonic",
+    },
+    "one_booster": {"hazards": ONE_BOOSTER, "linear_margin": False},
+    "one_booster_margin": {"hazards": ONE_BOOSTER},
+    "hazards": {"hazards": HAZARDS, "linear_margin": False},
+    "hazards_margin_isotonic": {"hazards": HAZARDS, "calibration": "isotonic"},
+    "hazards_margin": {"hazards": HAZARDS},
 }
 SHIPPED = "hazards_margin"
 """The configuration ``LateShipmentModel``'s defaults and ``ls.DELIVERY`` make."""
@@ -118,10 +123,8 @@ def _score_window(url: str, data: TrainingFrame) -> dict[str, Any]:
         },
         "candidates": {},
     }
-    for name, (aim, params) in CANDIDATES.items():
-        model = ls.LateShipmentModel(
-            random_state=7, left_out=left_out(data), hazards=aim.hazards, **params
-        )
+    for name, params in CANDIDATES.items():
+        model = ls.LateShipmentModel(random_state=7, left_out=left_out(data), **params)
         model.fit(
             train,
             train[ls.LABEL],
