@@ -98,7 +98,8 @@ def _stored_state(world, line_id: int) -> str:
     ).scalar_one()
 
 
-def test_write_changes_writes_the_changed_columns_and_leaves_the_row_clean(world):
+def _captured_line(world) -> int:
+    """A committed two-unit line allocated from stock: its id."""
     stock(world, "WIDGET", "WEST", 5)
     with world:
         line_id = (
@@ -109,6 +110,11 @@ def test_write_changes_writes_the_changed_columns_and_leaves_the_row_clean(world
             .line_id
         )
         world.commit()
+    return line_id
+
+
+def test_write_changes_writes_the_changed_columns_and_leaves_the_row_clean(world):
+    line_id = _captured_line(world)
     with world:
         line = world.session.get(OrderLine, line_id)
         assert line is not None
@@ -127,16 +133,7 @@ def test_write_changes_writes_the_changed_columns_and_leaves_the_row_clean(world
 
 
 def test_rows_written_past_the_session_are_reloaded_when_their_savepoint_is_undone(world):
-    stock(world, "WIDGET", "WEST", 5)
-    with world:
-        line_id = (
-            capture_order(
-                world, SALES, customer_id="C-GOLD", lines=[LineRequest("WIDGET", 2)], now=T0
-            )
-            .lines[0]
-            .line_id
-        )
-        world.commit()
+    line_id = _captured_line(world)
     with world:
         line = world.session.get(OrderLine, line_id)
         assert line is not None
