@@ -505,7 +505,7 @@ def _stages(runtime: Any, body: bytes, api_key: str) -> tuple[dict[str, tuple[in
         frame = None
         risks: list[LateRisk] = []
         if scorable:
-            # As serving/late_risk.score_late_risk does it for a draft: reasons (TreeSHAP) only
+            # As serving/late_risk.score_late_risk does it for a draft: reasons only
             # for the lines at least half as risky as the alert threshold, and of the feature
             # values only those the actions read (a draft's scores are not kept).
             values = online.feature_values(draft)
@@ -520,7 +520,7 @@ def _stages(runtime: Any, body: bytes, api_key: str) -> tuple[dict[str, tuple[in
             reasons: list[tuple[Any, ...]] = [() for _ in probabilities]
             if len(explained):
                 contributions = model.contributions(matrix[explained], num_threads=1)
-                mark("late_treeshap_contributions")
+                mark("late_reason_contributions")
                 names = model.encoder_.names
                 columns = {
                     name: np.asarray(values[name], dtype=object)[explained] for name in names

@@ -28,6 +28,7 @@ from typing import Any
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from erp_core.policy import load_policy  # noqa: E402
@@ -154,6 +155,9 @@ def _scoring(
     def contributions_only() -> None:
         model.contributions(explained_matrix)
 
+    def treeshap_only() -> None:
+        model.contributions(explained_matrix, method="treeshap")
+
     def with_reasons() -> None:
         model.reasons(explained)
 
@@ -161,7 +165,8 @@ def _scoring(
         {
             "bare_booster_predict": bare,
             "erpx_frame_to_calibrated_probability": ours,
-            "lightgbm_pred_contrib": contributions_only,
+            "erpx_contributions_path": contributions_only,
+            "lightgbm_treeshap": treeshap_only,
             "erpx_reason_codes_top3": with_reasons,
         },
         repeats,
@@ -182,6 +187,22 @@ def _scoring(
             3,
         ),
         "reason_codes_cost_us_per_row": round(timings["erpx_reason_codes_top3"] * 1e6, 1),
+        "reasons_path_vs_treeshap": _reason_agreement(model, model.encoder_.transform(test)),
+    }
+
+
+def _reason_agreement(model: Any, matrix: Any) -> dict[str, float]:
+    """How often the path attribution the reason codes read names the reasons exact TreeSHAP
+    would (on the test rows): the same top feature, and how much of the top three is shared."""
+    path = model.contributions(matrix)[:, :-1]
+    exact = model.contributions(matrix, method="treeshap")[:, :-1]
+    top3_path = np.argsort(-path, axis=1)[:, :3]
+    top3_exact = np.argsort(-exact, axis=1)[:, :3]
+    shared = [len(set(a) & set(b)) / 3 for a, b in zip(top3_path, top3_exact, strict=True)]
+    return {
+        "rows": len(matrix),
+        "same_top_reason": round(float(np.mean(path.argmax(1) == exact.argmax(1))), 4),
+        "top3_overlap": round(float(np.mean(shared)), 4),
     }
 
 

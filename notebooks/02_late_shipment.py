@@ -339,9 +339,10 @@ print(
 # %% [markdown]
 # ## Reasons for single orders
 #
-# The reasons are the model's own TreeSHAP contributions (log-odds added by each feature) in a
-# planner's words, the same ones the API returns when an order is scored. Below: the three
-# riskiest test lines and one typical one, with what really happened.
+# The reasons are the model's own contributions (log-odds added by each split on the line's
+# path through the trees, see `training.path_attribution`) in a planner's words, the same ones
+# the API returns when an order is scored. Below: the three riskiest test lines and one typical
+# one, with what really happened.
 
 # %%
 order = np.argsort(-probabilities[MODEL], kind="mergesort")

@@ -38,7 +38,7 @@ class LateRisk:
     features: dict[str, Any]
     """The feature values the score used, stored with it for the decision trail."""
     explained: bool = True
-    """Whether the reasons were worked out (TreeSHAP is most of a score's cost, and a line far
+    """Whether the reasons were worked out (they are a large share of a score's cost, and a line far
     below the alert threshold needs none unless the caller asks for every line's)."""
 
 

@@ -53,6 +53,7 @@ from erp_core.domain.errors import InvalidValue
 from features.registry import FeatureSpec, feature_set
 from training.encoding import FrameEncoder
 from training.linear_margin import LinearMargin
+from training.path_attribution import PathAttribution
 from training.reasons import Reason, reasons_of_rows
 
 FEATURE_SET = "late_shipment"
@@ -140,6 +141,10 @@ def features(left_out: Collection[str] = ()) -> tuple[FeatureSpec, ...]:
     return tuple(spec for spec in declared if spec.name not in left_out)
 
 
+_ATTRIBUTIONS = "_path_attributions"
+"""Where a model keeps its boosters' path-attribution tables (a cache, not a fitted value)."""
+
+
 class LateShipmentModel(ClassifierMixin, BaseEstimator):
     """LightGBM on the late-shipment features, with early stopping and a probability calibrator.
 
@@ -213,6 +218,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         self.boosters_ = [booster for booster, _, _ in grown]
         self.best_iterations_ = [best for _, best, _ in grown]
         self.margins_ = [margin for _, _, margin in grown]
+        self.__dict__.pop(_ATTRIBUTIONS, None)
         self.calibrator_ = self._fit_calibrator(*calibration_set)
         return self
 
@@ -236,6 +242,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         self.boosters_ = list(boosters)
         self.best_iterations_ = [int(best) for best in best_iterations]
         self.margins_ = list(margins) if margins is not None else [None] * len(boosters)
+        self.__dict__.pop(_ATTRIBUTIONS, None)
         self.calibrator_ = self._fit_calibrator(*calibration_set)
         return self
 
@@ -375,30 +382,59 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
 
-    def contributions(self, matrix: np.ndarray, num_threads: int | None = None) -> np.ndarray:
+    def contributions(
+        self, matrix: np.ndarray, num_threads: int | None = None, method: str = "path"
+    ) -> np.ndarray:
         """Per-feature log-odds contributions to the uncalibrated P(late), bias in the last
         column; each row sums to logit(raw P).
 
-        With one booster these are its TreeSHAP values plus its linear margin's share of each
+        ``method``: ``path`` (the default, the reason codes' source) credits each split on the
+        row's path with the change it made (:mod:`training.path_attribution`: a gather per row,
+        ~30x cheaper than TreeSHAP on these deep trees); ``treeshap`` gives LightGBM's exact
+        TreeSHAP values (``pred_contrib``), for analysis.
+
+        With one booster these are its trees' values plus its linear margin's share of each
         feature (coefficient x standardised value; the intercept joins the bias). With hazards,
         each booster's values (in its own log-odds) are carried to the combined log-odds by the
         chain rule: d logit(P) / d logit(p_i) = p_i / P for P = 1 - prod(1 - p_i), so a
         feature counts in proportion to how much of the risk its hazard carries on that line;
         the bias column takes the remainder, keeping the rows' sums exact.
         """
+        if method not in ("path", "treeshap"):
+            raise InvalidValue("method", method, "use path or treeshap")
         params = {} if num_threads is None else {"num_threads": num_threads}
-        shap = []
-        for booster, best, margin in self._grown():
-            trees = booster.predict(matrix, num_iteration=best, pred_contrib=True, **params)
-            shap.append(trees if margin is None else trees + margin.contributions(matrix))
-        if len(shap) == 1:
-            return shap[0]
-        hazards = np.column_stack([expit(values.sum(axis=1)) for values in shap])
+        per_booster = []
+        grown = self._grown()
+        attributions = self._attributions() if method == "path" else [None] * len(grown)
+        for (booster, best, margin), attribution in zip(grown, attributions, strict=True):
+            if attribution is None:
+                trees = booster.predict(matrix, num_iteration=best, pred_contrib=True, **params)
+            else:
+                trees = attribution.contributions(booster, matrix, num_threads)
+            per_booster.append(trees if margin is None else trees + margin.contributions(matrix))
+        if len(per_booster) == 1:
+            return per_booster[0]
+        hazards = np.column_stack([expit(values.sum(axis=1)) for values in per_booster])
         combined = 1.0 - np.prod(1.0 - hazards, axis=1)
         weights = hazards / np.maximum(combined, 1e-12)[:, None]
-        out = np.einsum("rh,hrc->rc", weights, np.stack(shap))
+        out = np.einsum("rh,hrc->rc", weights, np.stack(per_booster))
         out[:, -1] = _logit(combined) - out[:, :-1].sum(axis=1)
         return out
+
+    def _attributions(self) -> list[PathAttribution]:
+        """Each booster's path-attribution tables, worked out on first use from the trees
+        alone (so a model pickled before they existed gets them too) and kept until the next
+        fit; never pickled (``__getstate__``): a copy works them out again from its own trees."""
+        cached = self.__dict__.get(_ATTRIBUTIONS)
+        if cached is None:
+            cached = [PathAttribution(best).fit(booster) for booster, best, _ in self._grown()]
+            self.__dict__[_ATTRIBUTIONS] = cached
+        return cached
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop(_ATTRIBUTIONS, None)
+        return state
 
     def reasons(
         self, X: pd.DataFrame, limit: int = 3, contexts: list[dict[str, str]] | None = None

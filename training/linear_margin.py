@@ -5,7 +5,8 @@ Trees are flat beyond the last split, so a regime the training weeks never reach
 backlog at twice its busiest training day in the first peak season, say) scores as the busiest
 day seen. A linear margin keeps rising with it; the trees then learn what the line misses
 (``init_score``), and the two add up in log-odds, so the reason codes stay exact: the margin's
-share of a feature is its coefficient times the standardised value, the trees' is TreeSHAP.
+share of a feature is its coefficient times the standardised value, the trees' is their path
+attribution (:mod:`training.path_attribution`).
 
 Directions the business knows (``signs``) hold here too: a coefficient that comes out the wrong
 way round is dropped (set to zero) and the rest refitted, so margin plus monotone trees never

@@ -1,8 +1,9 @@
 """Reason codes: the features that pushed one line's risk up, in a planner's words.
 
-The contributions come from the model itself (LightGBM's ``pred_contrib``, exact TreeSHAP values
-on the log-odds scale), so a reason is what the model used, not a story told beside it. Each
-feature has a sentence with its value in it; a feature without one is named as it is.
+The contributions come from the model itself (the change each split on the row's path through the
+trees made, on the log-odds scale: :mod:`training.path_attribution`), so a reason is what the model
+used, not a story told beside it. Each feature has a sentence with its value in it; a feature
+without one is named as it is.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 directions the business knows, and the same data and seed give the same model."""
 
 import copy
+import pickle
 from dataclasses import replace
 
 import numpy as np
@@ -60,12 +61,28 @@ def test_the_delivery_model_combines_a_ship_and_a_transit_hazard(data, model):
     )
 
 
-def test_contributions_add_up_to_the_combined_log_odds(data, model):
+@pytest.mark.parametrize("method", ["path", "treeshap"])
+def test_contributions_add_up_to_the_combined_log_odds(data, model, method):
     matrix = model.encoder_.transform(data.part("test"))
     raw = np.clip(model.raw_probability(matrix), 1e-6, 1 - 1e-6)
-    contributions = model.contributions(matrix)
+    contributions = model.contributions(matrix, method=method)
     assert contributions.shape == (len(matrix), len(model.encoder_.names) + 1)
     np.testing.assert_allclose(contributions.sum(axis=1), np.log(raw / (1 - raw)), atol=1e-6)
+
+
+def test_path_contributions_mostly_name_the_same_top_reason_as_treeshap(data, model):
+    matrix = model.encoder_.transform(data.part("test"))
+    path = model.contributions(matrix)[:, :-1]
+    exact = model.contributions(matrix, method="treeshap")[:, :-1]
+    agree = np.mean(path.argmax(axis=1) == exact.argmax(axis=1))
+    print(f"top reason agreement {agree:.3f} over {len(matrix)} rows")
+    assert agree >= 0.7
+
+
+def test_an_unknown_contribution_method_is_refused_by_name(data, model):
+    matrix = model.encoder_.transform(data.part("test").head(3))
+    with pytest.raises(InvalidValue, match="method"):
+        model.contributions(matrix, method="saabas")
 
 
 def test_a_hazard_label_missing_from_the_frame_is_refused_by_name(data):
@@ -182,3 +199,11 @@ def test_unavailable_features_are_left_out_of_the_model_and_the_logistic_baselin
 def test_only_declared_features_can_be_left_out():
     with pytest.raises(InvalidValue, match="left_out='promotion_depth'"):
         ls.features(left_out=("stock_cover", "promotion_depth"))
+
+
+def test_a_pickled_model_explains_as_the_original_without_carrying_its_tables(data, model):
+    matrix = model.encoder_.transform(data.part("test").head(50))
+    expected = model.contributions(matrix)
+    payload = pickle.dumps(model)
+    assert b"_path_attributions" not in payload
+    np.testing.assert_allclose(pickle.loads(payload).contributions(matrix), expected)
