@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from erp_core.settings import Settings
 from training import tracking
 from training.late_shipment import REGISTERED_NAME as LATE_SHIPMENT
@@ -112,6 +114,7 @@ def _load(name: str, alias: str) -> tuple[ServedModel | None, str | None]:
     try:
         estimator = tracking.load_model(name, alias)
         _check_estimator(name, estimator)
+        _warm(name, estimator)
     except Exception as error:
         log.warning("%s@%s v%s failed to load: %s", name, alias, registered.version, error)
         return None, f"version {registered.version} failed to load: {_short(error)}"
@@ -145,6 +148,18 @@ def _check_estimator(name: str, estimator: Any) -> None:
     missing = [attribute for attribute in needed if not hasattr(estimator, attribute)]
     if missing:
         raise TypeError(f"{type(estimator).__name__} lacks {', '.join(missing)}")
+
+
+def _warm(name: str, estimator: Any) -> None:
+    """Score one empty row the way a request does, before any request: a champion that cannot
+    is refused at load (it would fail every score), and the late-shipment model works out its
+    reason-code tables here (~0.1 s) instead of on the first customer's order."""
+    if name != LATE_SHIPMENT:
+        return
+    row = np.full((1, len(estimator.encoder_.names)), np.nan)
+    estimator.probability(row, num_threads=1)
+    if hasattr(estimator, "contributions"):
+        estimator.contributions(row, num_threads=1)
 
 
 def _run_facts(run_id: str) -> tuple[str | None, dict[str, float]]:
