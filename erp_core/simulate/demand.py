@@ -18,7 +18,7 @@ def line_rate(world: World, day: int) -> np.ndarray:
     """Expected order lines on ``day`` per (sku, location)."""
     w = world
     when = w.day_date(day)
-    calendar = WEEKDAY_FACTOR[when.weekday()] * (HOLIDAY_FACTOR if when in w.holidays else 1.0)
+    calendar = calendar_factor(w, when)
     yearly = 1 + w.season_amplitude * np.sin(
         2 * np.pi * when.timetuple().tm_yday / 365.25 + w.season_phase
     )
@@ -32,6 +32,12 @@ def line_rate(world: World, day: int) -> np.ndarray:
     peak = np.where(np.isin(w.category, (0, 5)) & peak_season(when), 1.25, 1.0)
     per_sku = w.base_rate * calendar * yearly * trend * ramp_up * ramp_down * promo * peak
     return per_sku[:, None] * w.location_share * w.location_share.shape[1]
+
+
+def calendar_factor(world: World, when: date) -> float:
+    """The day's share of a plain weekday's lines: weekends and holidays are quiet."""
+    holiday = HOLIDAY_FACTOR if when in world.holidays else 1.0
+    return float(WEEKDAY_FACTOR[when.weekday()] * holiday)
 
 
 def draw_quantities(

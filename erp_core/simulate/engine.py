@@ -59,6 +59,7 @@ from erp_core.simulate.demand import (
     line_rate,
 )
 from erp_core.simulate.pricing import PricingDesk
+from erp_core.simulate.staffing import Staffing
 from erp_core.simulate.world import (
     CHANNEL_QTY_FACTOR,
     DELAY_SUPPORT,
@@ -179,6 +180,7 @@ class Simulation:
         self.carrier_index = {c: i for i, c in enumerate(world.carriers)}
         self.region_index = {r: i for i, r in enumerate(world.regions)}
         self.customer_index = {c: i for i, c in enumerate(world.customers)}
+        self.staffing = Staffing(world)
         self.storms_starting: dict[int, list[Storm]] = defaultdict(list)
         for storm in storms(world.weather):
             self.storms_starting[storm.first_day].append(storm)
@@ -218,6 +220,7 @@ class Simulation:
         with self.uow:
             self._announce_storms(day_number, today)
             self._resync_backlog()
+            self.staffing.start_day(day_number, self.business_day_index)
             if working:
                 self._receive_goods(today)
                 self._cancellations(today)
@@ -227,6 +230,7 @@ class Simulation:
                 self._deliver(today)
                 self._watch_waiting_lines(today)
                 self._warehouse(today)
+                self._review_staffing()
                 self._returns(today)
                 self._cycle_counts(today)
                 self._rebalance(day_number, today)
@@ -277,6 +281,13 @@ class Simulation:
         ).all()
         for location, _line_id in rows:
             self.backlog[location or ""] += 1
+
+    def _review_staffing(self) -> None:
+        """After the evening pick: the lines still queued per location call flex in or off."""
+        self.staffing.review(
+            self.business_day_index,
+            {loc: self.backlog[location] for loc, location in enumerate(self.world.locations)},
+        )
 
     # --- orders ----------------------------------------------------------------------------
 
@@ -447,7 +458,7 @@ class Simulation:
             p_stock = self._stock_late_probability(row, promise.promised_ship_date, today)
         p_handling = hazards.handling_late_probability(
             backlog_lines=self.backlog[row.location_id],
-            capacity=int(w.pick_capacity[loc]),
+            capacity=int(self.staffing.capacity[loc]),
             holiday_ahead=self._holiday_within(promise.promised_ship_date, 2),
             peak=peak_season(today),
             order_lines=order_lines,

@@ -6,7 +6,8 @@ A line misses its promised delivery date when it ships late or its transit runs 
     P(delivery late) = 1 - (1 - P(ship late)) * (1 - P(transit late))
 
 Every input is known at the moment of entry: the ERP's pick backlog, the calendar, the order, and
-the world's hidden state *at that moment* (the location's operational quality, the carrier's
+the world's hidden state *at that moment* (the location's pick capacity today, set by its staffing
+plan and the flex called in on earlier evenings; its operational quality, the carrier's
 reliability, weather already under way, a supplier's disruption that has begun). Nothing that
 happens later enters the probability, so it is the best any model could know: its AUC against the
 realised outcomes is the oracle's.
@@ -64,7 +65,9 @@ def handling_late_probability(
     location_quality: float,
     approval_blocks_today: bool,
 ) -> float:
-    """The warehouse misses the promised ship date (backlog, holidays, big orders, ...)."""
+    """The warehouse misses the promised ship date (backlog, holidays, big orders, ...).
+
+    ``capacity``: the lines the location can pick today (its staffing, flex included)."""
     if approval_blocks_today:
         # A discount awaiting finance cannot be picked before tomorrow morning's decision.
         return 1.0

@@ -190,8 +190,9 @@ def build_world(profile: Profile, seed: int, days: int) -> World:
     weather = _weather(rng, horizon, regions)
     quality = mean_reverting_drift(rng, horizon, n_loc, spread=0.3)
     quality += rng.normal(0, 0.4, n_loc)
-    # Each warehouse is staffed for its own load (a busy Monday plus headroom): a location whose
-    # daily lines outgrow its pick capacity has a queue that never drains.
+    # Each warehouse's permanent crew is sized for its own load (a busy Monday plus headroom): a
+    # location whose daily lines outgrow its pick capacity has a queue that never drains. This is
+    # the ERP's nominal capacity; the staffing plan and the flex on top of it are in staffing.py.
     own_load = (base_rate[:, None] * location_share * n_loc).sum(axis=0)
     capacity = np.maximum(5, np.ceil(own_load * 1.12 * rng.uniform(1.3, 1.6, n_loc))).astype(int)
 
