@@ -53,6 +53,7 @@ from features.late_shipment import (
     WINDOWS_DAYS,
     Aggregates,
     EventStream,
+    LaneTable,
     Rows,
     assemble_aggregates,
     event_streams,
@@ -111,8 +112,8 @@ class _Master:
     customers: dict[Hashable, dict[str, Any]]
     products: dict[Hashable, dict[str, Any]]
     locations: dict[Hashable, dict[str, Any]]
-    lanes: pd.DataFrame
-    """Indexed by lane_id, as :func:`features.late_shipment.feature_columns` reads it."""
+    lanes: LaneTable
+    """As :func:`features.late_shipment.feature_columns` reads it."""
     po_lines: pd.DataFrame
     """Purchase-order lines as scheduled receipts (read whole: their receipts change them)."""
     alerts: pd.DataFrame
@@ -134,19 +135,19 @@ class _Master:
     @classmethod
     def of(cls, history: History) -> _Master:
         po_lines, alerts = history.po_lines, history.alerts
-        lanes = history.lanes.set_index("lane_id")
+        lanes = history.lanes
         return cls(
             customers=_records(history.customers, "customer_id"),
             products=_records(history.products, "sku"),
             locations=_records(history.locations, "location_id"),
-            lanes=lanes,
+            lanes=LaneTable.of(lanes),
             po_lines=po_lines,
             alerts=alerts,
             po_lines_of_sku=_positions_by(po_lines, "sku"),
             alerts_of_region={
                 region: np.sort(at) for region, at in _positions_by(alerts, "region").items()
             },
-            carrier_of_lane=dict(zip(lanes.index, lanes["carrier_id"], strict=True)),
+            carrier_of_lane=dict(zip(lanes["lane_id"], lanes["carrier_id"], strict=True)),
             no_alerts=alerts.iloc[:0],
             alert_spans=_alert_spans(alerts),
             receipts=_Receipts.of(po_lines),
