@@ -513,14 +513,13 @@ def _stages(runtime: Any, body: bytes, api_key: str) -> tuple[dict[str, tuple[in
             model = champion.estimator
             matrix = model.encoder_.transform_columns(values)
             mark("late_encode")
-            probabilities = model.probability(matrix, num_threads=1)
-            mark("late_predict_calibrated")
             explain_from = runtime.policy.late_risk_probability * EXPLAIN_SHARE
-            explained = np.flatnonzero(probabilities >= explain_from)
+            scored = model.score_rows(matrix, explain_from, num_threads=1)
+            probabilities, explained = scored.probability, scored.explained
+            contributions = scored.contributions
+            mark("late_predict_calibrated_and_contributions")
             reasons: list[tuple[Any, ...]] = [() for _ in probabilities]
             if len(explained):
-                contributions = model.contributions(matrix[explained], num_threads=1)
-                mark("late_reason_contributions")
                 names = model.encoder_.names
                 columns = {
                     name: np.asarray(values[name], dtype=object)[explained] for name in names

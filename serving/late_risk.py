@@ -66,14 +66,13 @@ def score_late_risk(
         return _fallback(values, contexts, keep_features)
     model = champion.estimator
     matrix = model.encoder_.transform_columns(values)
-    probabilities = model.probability(matrix, num_threads=1)
-    explained = np.flatnonzero(probabilities >= explain_from)
+    probabilities, explained, contributions = _scored(model, matrix, explain_from)
     reasons: list[tuple[Reason, ...]] = [() for _ in probabilities]
     if len(explained):
         names = model.encoder_.names
         columns = {name: np.asarray(values[name], dtype=object)[explained] for name in names}
         found = reasons_of_rows(
-            model.contributions(matrix[explained], num_threads=1),
+            contributions,
             columns,
             names,
             REASON_LIMIT,
@@ -93,6 +92,20 @@ def score_late_risk(
         )
         for i, p in enumerate(probabilities)
     ]
+
+
+def _scored(
+    model: Any, matrix: np.ndarray, explain_from: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """P(late) per line, the lines explained and their contributions: in one pass over the
+    trees where the champion offers it (``score_rows``), else (a model pickled before it) as
+    probabilities and then contributions."""
+    if hasattr(model, "score_rows"):
+        scored = model.score_rows(matrix, explain_from, num_threads=1)
+        return scored.probability, scored.explained, scored.contributions
+    probabilities = model.probability(matrix, num_threads=1)
+    explained = np.flatnonzero(probabilities >= explain_from)
+    return probabilities, explained, model.contributions(matrix[explained], num_threads=1)
 
 
 def _fallback(

@@ -367,13 +367,57 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         return 1.0 - np.prod(1.0 - hazards, axis=1)
 
     def probability(self, matrix: np.ndarray, num_threads: int | None = None) -> np.ndarray:
-        """Calibrated P(late) for an encoded matrix: the scoring path serving uses."""
-        raw = self.raw_probability(matrix, num_threads)
+        """Calibrated P(late) for an encoded matrix (batch scoring; the few lines of one order
+        take :meth:`score_rows`, which gives the same numbers and their reasons' inputs)."""
+        return self._calibrated(self.raw_probability(matrix, num_threads))
+
+    def score_rows(
+        self, matrix: np.ndarray, explain_from: float = 0.0, num_threads: int | None = None
+    ) -> RowScores:
+        """Calibrated P(late) of a few rows (an order's lines), bit for bit ``probability``'s,
+        and the contributions of the rows whose P reaches ``explain_from``, from one
+        ``pred_leaf`` per booster: the leaves give both the trees' raw scores and their path
+        attributions, where ``probability`` then ``contributions`` would ask LightGBM twice per
+        booster (each call ~0.1 ms of fixed cost on the order-entry clock). Not for big
+        matrices: the leaves are a (rows x trees) array."""
+        grown = self._grown()
+        attributions = self._attributions()
+        leaves = [
+            attribution.leaves(booster, matrix, num_threads)
+            for (booster, _, _), attribution in zip(grown, attributions, strict=True)
+        ]
+        hazards = np.column_stack(
+            [
+                expit(
+                    attribution.raw_score(found)
+                    + (0.0 if margin is None else margin.margin(matrix))
+                )
+                for (_, _, margin), attribution, found in zip(
+                    grown, attributions, leaves, strict=True
+                )
+            ]
+        )
+        probability = self._calibrated(1.0 - np.prod(1.0 - hazards, axis=1))
+        explained = np.flatnonzero(probability >= explain_from)
+        rows = matrix[explained]
+        per_booster = [
+            attribution.contributions_of(found[explained])
+            + (0.0 if margin is None else margin.contributions(rows))
+            for (_, _, margin), attribution, found in zip(grown, attributions, leaves, strict=True)
+        ]
+        return RowScores(probability, explained, _combined(per_booster))
+
+    def _calibrated(self, raw: np.ndarray) -> np.ndarray:
         if self.calibrator_ is None:
             return raw
         if isinstance(self.calibrator_, IsotonicRegression):
             return np.asarray(self.calibrator_.predict(raw))
-        return np.asarray(self.calibrator_.predict_proba(_logit(raw).reshape(-1, 1))[:, 1])
+        # Platt: what the logistic regression's predict_proba computes (the same dot and
+        # expit, so the same bits) without its input validation, a tenth of a millisecond
+        # of a 10-line order's score.
+        platt = self.calibrator_
+        decision = _logit(raw).reshape(-1, 1) @ platt.coef_.T + platt.intercept_
+        return expit(decision.ravel())
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         p = self.probability(self.encoder_.transform(X))
@@ -412,14 +456,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
             else:
                 trees = attribution.contributions(booster, matrix, num_threads)
             per_booster.append(trees if margin is None else trees + margin.contributions(matrix))
-        if len(per_booster) == 1:
-            return per_booster[0]
-        hazards = np.column_stack([expit(values.sum(axis=1)) for values in per_booster])
-        combined = 1.0 - np.prod(1.0 - hazards, axis=1)
-        weights = hazards / np.maximum(combined, 1e-12)[:, None]
-        out = np.einsum("rh,hrc->rc", weights, np.stack(per_booster))
-        out[:, -1] = _logit(combined) - out[:, :-1].sum(axis=1)
-        return out
+        return _combined(per_booster)
 
     def _attributions(self) -> list[PathAttribution]:
         """Each booster's path-attribution tables, worked out on first use from the trees
@@ -445,6 +482,31 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         names = self.encoder_.names
         columns = {name: X[name].to_numpy(dtype=object) for name in names}
         return reasons_of_rows(self.contributions(matrix), columns, names, limit, contexts)
+
+
+@dataclass(frozen=True)
+class RowScores:
+    """:meth:`LateShipmentModel.score_rows`' answer."""
+
+    probability: np.ndarray
+    """Calibrated P(late) per row."""
+    explained: np.ndarray
+    """Positions of the rows whose contributions were worked out."""
+    contributions: np.ndarray
+    """One row per explained row, as :meth:`LateShipmentModel.contributions` gives it."""
+
+
+def _combined(per_booster: list[np.ndarray]) -> np.ndarray:
+    """Each hazard's contributions (in its own log-odds) carried to the combined log-odds of
+    ``1 - prod(1 - p_i)`` (see :meth:`LateShipmentModel.contributions`)."""
+    if len(per_booster) == 1:
+        return per_booster[0]
+    hazards = np.column_stack([expit(values.sum(axis=1)) for values in per_booster])
+    combined = 1.0 - np.prod(1.0 - hazards, axis=1)
+    weights = hazards / np.maximum(combined, 1e-12)[:, None]
+    out = np.einsum("rh,hrc->rc", weights, np.stack(per_booster))
+    out[:, -1] = _logit(combined) - out[:, :-1].sum(axis=1)
+    return out
 
 
 def _as_label(y: Any) -> np.ndarray:

@@ -44,26 +44,46 @@ class PathAttribution:
         features = int(dumped["max_feature_idx"]) + 1
         width = max((int(info["num_leaves"]) for info in infos), default=1)
         table = np.zeros((len(infos), width, features + 1))
+        leaf_values = np.zeros((len(infos), width))
         for t, info in enumerate(infos):
-            _fill(table[t], info["tree_structure"], features)
+            _fill(table[t], leaf_values[t], info["tree_structure"], features)
         self.table_ = table
+        self.leaf_values_ = leaf_values
         self.tree_index_ = np.arange(len(infos))
         return self
+
+    def leaves(
+        self, booster: lgb.Booster, matrix: np.ndarray, num_threads: int | None = None
+    ) -> np.ndarray:
+        """The leaf each row reaches in each tree, (rows, trees)."""
+        params = {} if num_threads is None else {"num_threads": num_threads}
+        if len(self.tree_index_) == 0:
+            return np.zeros((len(matrix), 0), dtype=np.intp)
+        found = booster.predict(matrix, num_iteration=self.trees, pred_leaf=True, **params)
+        return np.asarray(found, dtype=np.intp).reshape(len(matrix), -1)
+
+    def raw_score(self, leaves: np.ndarray) -> np.ndarray:
+        """The booster's raw score of the rows that reached ``leaves``, to the bit: LightGBM adds
+        the trees' outputs one by one in tree order from 0, as the running sum here does."""
+        if leaves.shape[1] == 0:
+            return np.zeros(len(leaves))
+        return np.cumsum(self.leaf_values_[self.tree_index_, leaves], axis=1)[:, -1]
+
+    def contributions_of(self, leaves: np.ndarray) -> np.ndarray:
+        """One row per row of ``leaves``, one column per feature plus the bias; rows sum to
+        the raw score."""
+        if leaves.shape[1] == 0:
+            return np.zeros((len(leaves), self.table_.shape[2]))
+        return self.table_[self.tree_index_, leaves].sum(axis=1)
 
     def contributions(
         self, booster: lgb.Booster, matrix: np.ndarray, num_threads: int | None = None
     ) -> np.ndarray:
-        """One row per matrix row, one column per feature plus the bias; rows sum to the
-        booster's raw score on those trees."""
-        params = {} if num_threads is None else {"num_threads": num_threads}
-        if len(self.tree_index_) == 0:
-            return np.zeros((len(matrix), self.table_.shape[2]))
-        leaves = booster.predict(matrix, num_iteration=self.trees, pred_leaf=True, **params)
-        leaves = np.asarray(leaves, dtype=np.intp).reshape(len(matrix), -1)
-        return self.table_[self.tree_index_, leaves].sum(axis=1)
+        """``contributions_of`` the rows' leaves."""
+        return self.contributions_of(self.leaves(booster, matrix, num_threads))
 
 
-def _fill(rows: np.ndarray, root: dict[str, Any], features: int) -> None:
+def _fill(rows: np.ndarray, values: np.ndarray, root: dict[str, Any], features: int) -> None:
     """Each leaf's row of one tree's table: the changes in worth along its path, by feature.
 
     A node's worth is the mean output of the training rows that reached it (its leaves' values
@@ -78,6 +98,7 @@ def _fill(rows: np.ndarray, root: dict[str, Any], features: int) -> None:
         node, path = stack.pop()
         if "leaf_index" in node:
             rows[int(node["leaf_index"])] = path
+            values[int(node["leaf_index"])] = float(node["leaf_value"])
             continue
         feature = int(node["split_feature"])
         for side in ("left_child", "right_child"):

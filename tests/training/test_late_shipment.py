@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from erp_core.domain.errors import InvalidValue
 from training import late_shipment as ls
@@ -207,3 +208,26 @@ def test_a_pickled_model_explains_as_the_original_without_carrying_its_tables(da
     payload = pickle.dumps(model)
     assert b"_path_attributions" not in payload
     np.testing.assert_allclose(pickle.loads(payload).contributions(matrix), expected)
+
+
+def test_score_rows_gives_probabilitys_numbers_and_the_contributions_of_the_risky_rows(data, model):
+    matrix = model.encoder_.transform(data.part("test").head(40))
+    expected = model.probability(matrix)
+    threshold = float(np.median(expected))
+    scored = model.score_rows(matrix, explain_from=threshold)
+    np.testing.assert_array_equal(scored.probability, expected)
+    np.testing.assert_array_equal(scored.explained, np.flatnonzero(expected >= threshold))
+    np.testing.assert_allclose(
+        scored.contributions, model.contributions(matrix[scored.explained]), atol=1e-12
+    )
+    assert len(model.score_rows(matrix, explain_from=1.1).contributions) == 0
+
+
+def test_the_platt_calibration_is_the_logistic_regressions_own_probability(data, model):
+    assert isinstance(model.calibrator_, LogisticRegression)
+    matrix = model.encoder_.transform(data.part("test"))
+    raw = model.raw_probability(matrix)
+    logit = np.log(np.clip(raw, 1e-6, 1 - 1e-6) / (1 - np.clip(raw, 1e-6, 1 - 1e-6)))
+    np.testing.assert_array_equal(
+        model.probability(matrix), model.calibrator_.predict_proba(logit.reshape(-1, 1))[:, 1]
+    )

@@ -61,3 +61,10 @@ def test_a_feature_no_tree_splits_on_gets_nothing():
     contributions = PathAttribution(booster.num_trees()).fit(booster).contributions(booster, X)
     assert np.all(contributions[:, 5] == 0.0)
     assert np.any(contributions[:, 0] != 0.0)
+
+
+def test_the_raw_score_from_the_leaves_is_lightgbms_to_the_bit():
+    booster, X = _booster(num_leaves=31, rounds=60)
+    attribution = PathAttribution(booster.num_trees()).fit(booster)
+    leaves = attribution.leaves(booster, X)
+    np.testing.assert_array_equal(attribution.raw_score(leaves), booster.predict(X, raw_score=True))
