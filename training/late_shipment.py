@@ -173,7 +173,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         left_out: tuple[str, ...] = (),
         hazards: tuple[str, ...] = (),
         linear_margin: bool = True,
-        linear_margin_C: float = 0.1,
+        linear_margin_C: float = 1.0,
     ) -> None:
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
