@@ -24,7 +24,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from erp_core.simulate.demand import calendar_factor, line_rate
-from erp_core.simulate.world import World
+from erp_core.simulate.world import World, own_load
 
 PLAN_WINDOW = (-3, 11)
 """Days (from, to) around a day whose mean expected load its staffing plan covers."""
@@ -33,12 +33,6 @@ FLEX_RELEASE = 0.25
 FLEX_STEP = 0.15
 FLEX_MAX = 0.6
 FLEX_LAG = 3
-
-
-def own_load(world: World) -> np.ndarray:
-    """Lines per business day each location's permanent crew is sized for (its mature load)."""
-    n_loc = len(world.locations)
-    return (world.base_rate[:, None] * world.location_share * n_loc).sum(axis=0)
 
 
 def planned_capacity(world: World) -> np.ndarray:
@@ -53,7 +47,7 @@ def planned_capacity(world: World) -> np.ndarray:
     window = np.array(
         [load[max(0, d + before) : d + after + 1].mean(axis=0) for d in range(horizon)]
     )
-    scale = np.maximum(1.0, window / own_load(world))
+    scale = np.maximum(1.0, window / own_load(world.base_rate, world.location_share))
     return np.ceil(world.pick_capacity[None, :] * scale).astype(int)
 
 

@@ -128,6 +128,11 @@ class World:
         return len(self.skus)
 
 
+def own_load(base_rate: np.ndarray, location_share: np.ndarray) -> np.ndarray:
+    """Lines per business day each location's permanent crew is sized for (its mature load)."""
+    return (base_rate[:, None] * location_share * location_share.shape[1]).sum(axis=0)
+
+
 def build_world(profile: Profile, seed: int, days: int) -> World:
     rng = np.random.default_rng(seed)
     n_sku, n_loc, n_cust = profile.skus, profile.locations, profile.customers
@@ -193,8 +198,9 @@ def build_world(profile: Profile, seed: int, days: int) -> World:
     # Each warehouse's permanent crew is sized for its own load (a busy Monday plus headroom): a
     # location whose daily lines outgrow its pick capacity has a queue that never drains. This is
     # the ERP's nominal capacity; the staffing plan and the flex on top of it are in staffing.py.
-    own_load = (base_rate[:, None] * location_share * n_loc).sum(axis=0)
-    capacity = np.maximum(5, np.ceil(own_load * 1.12 * rng.uniform(1.3, 1.6, n_loc))).astype(int)
+    capacity = np.maximum(
+        5, np.ceil(own_load(base_rate, location_share) * 1.12 * rng.uniform(1.3, 1.6, n_loc))
+    ).astype(int)
 
     return World(
         profile=profile,

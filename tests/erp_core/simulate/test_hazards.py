@@ -80,3 +80,10 @@ def test_combined_probabilities_follow_the_independent_draws():
     hazard = hazards.LineHazard(p_stock_late=0.2, p_handling_late=0.1, p_transit_late=0.05)
     assert hazard.p_ship_late == pytest.approx(1 - 0.8 * 0.9)
     assert hazard.p_delivery_late == pytest.approx(1 - 0.8 * 0.9 * 0.95)
+
+
+def test_more_capacity_lowers_the_handling_risk_of_the_same_backlog():
+    queued = {**CALM, "backlog_lines": 120}
+    assert hazards.handling_late_probability(
+        **{**queued, "capacity": 150}
+    ) < hazards.handling_late_probability(**{**queued, "capacity": 100})

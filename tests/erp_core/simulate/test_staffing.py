@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from erp_core.simulate import hazards, staffing
+from erp_core.simulate import staffing
 from erp_core.simulate.profiles import PROFILES
 from erp_core.simulate.staffing import Staffing, planned_capacity
 from erp_core.simulate.world import build_world
@@ -62,19 +62,3 @@ def test_flex_goes_home_when_the_queue_has_drained():
         crew.start_day(business_day, business_day)
         crew.review(business_day, {0: 5})
     assert crew.capacity[0] == 100
-
-
-def test_more_capacity_lowers_the_handling_risk_of_the_same_backlog():
-    calm = dict(
-        backlog_lines=120,
-        holiday_ahead=False,
-        peak=False,
-        order_lines=1,
-        split_part=False,
-        friday=False,
-        location_quality=0.0,
-        approval_blocks_today=False,
-    )
-    assert hazards.handling_late_probability(
-        capacity=150, **calm
-    ) < hazards.handling_late_probability(capacity=100, **calm)
