@@ -66,7 +66,12 @@ def score_late_risk(
         return _fallback(values, contexts, keep_features)
     model = champion.estimator
     matrix = model.encoder_.transform_columns(values)
-    probabilities, explained, contributions = _scored(model, matrix, explain_from)
+    scored = model.score_rows(matrix, explain_from, num_threads=1)
+    probabilities, explained, contributions = (
+        scored.probability,
+        scored.explained,
+        scored.contributions,
+    )
     reasons: list[tuple[Reason, ...]] = [() for _ in probabilities]
     if len(explained):
         names = model.encoder_.names
@@ -92,20 +97,6 @@ def score_late_risk(
         )
         for i, p in enumerate(probabilities)
     ]
-
-
-def _scored(
-    model: Any, matrix: np.ndarray, explain_from: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """P(late) per line, the lines explained and their contributions: in one pass over the
-    trees where the champion offers it (``score_rows``), else (a model pickled before it) as
-    probabilities and then contributions."""
-    if hasattr(model, "score_rows"):
-        scored = model.score_rows(matrix, explain_from, num_threads=1)
-        return scored.probability, scored.explained, scored.contributions
-    probabilities = model.probability(matrix, num_threads=1)
-    explained = np.flatnonzero(probabilities >= explain_from)
-    return probabilities, explained, model.contributions(matrix[explained], num_threads=1)
 
 
 def _fallback(

@@ -157,9 +157,7 @@ def _warm(name: str, estimator: Any) -> None:
     if name != LATE_SHIPMENT:
         return
     row = np.full((1, len(estimator.encoder_.names)), np.nan)
-    estimator.probability(row, num_threads=1)
-    if hasattr(estimator, "contributions"):
-        estimator.contributions(row, num_threads=1)
+    estimator.score_rows(row, num_threads=1)
 
 
 def _run_facts(run_id: str) -> tuple[str | None, dict[str, float]]:

@@ -380,11 +380,11 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         attributions, where ``probability`` then ``contributions`` would ask LightGBM twice per
         booster (each call ~0.1 ms of fixed cost on the order-entry clock). Not for big
         matrices: the leaves are a (rows x trees) array."""
-        grown = self._grown()
-        attributions = self._attributions()
-        leaves = [
-            attribution.leaves(booster, matrix, num_threads)
-            for (booster, _, _), attribution in zip(grown, attributions, strict=True)
+        read = [
+            (margin, attribution, attribution.leaves(booster, matrix, num_threads))
+            for (booster, _, margin), attribution in zip(
+                self._grown(), self._attributions(), strict=True
+            )
         ]
         hazards = np.column_stack(
             [
@@ -392,9 +392,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
                     attribution.raw_score(found)
                     + (0.0 if margin is None else margin.margin(matrix))
                 )
-                for (_, _, margin), attribution, found in zip(
-                    grown, attributions, leaves, strict=True
-                )
+                for margin, attribution, found in read
             ]
         )
         probability = self._calibrated(1.0 - np.prod(1.0 - hazards, axis=1))
@@ -403,7 +401,7 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         per_booster = [
             attribution.contributions_of(found[explained])
             + (0.0 if margin is None else margin.contributions(rows))
-            for (_, _, margin), attribution, found in zip(grown, attributions, leaves, strict=True)
+            for margin, attribution, found in read
         ]
         return RowScores(probability, explained, _combined(per_booster))
 

@@ -26,6 +26,9 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+GATHER_VALUES = 4_000_000
+"""Values one gather of contributions may hold at once (32 MB of float64)."""
+
 
 class PathAttribution:
     """The (tree, leaf, feature) contributions of a booster's first ``trees`` trees.
@@ -72,9 +75,18 @@ class PathAttribution:
     def contributions_of(self, leaves: np.ndarray) -> np.ndarray:
         """One row per row of ``leaves``, one column per feature plus the bias; rows sum to
         the raw score."""
-        if leaves.shape[1] == 0:
-            return np.zeros((len(leaves), self.table_.shape[2]))
-        return self.table_[self.tree_index_, leaves].sum(axis=1)
+        width = self.table_.shape[2]
+        if leaves.shape[1] == 0 or len(leaves) == 0:
+            return np.zeros((len(leaves), width))
+        # The gather is (rows x trees x features): a batch is taken in slices that keep it
+        # near GATHER_VALUES (an order's lines are one slice; 10k test rows would be ~1 GB).
+        step = max(1, GATHER_VALUES // (leaves.shape[1] * width))
+        return np.concatenate(
+            [
+                self.table_[self.tree_index_, leaves[start : start + step]].sum(axis=1)
+                for start in range(0, len(leaves), step)
+            ]
+        )
 
     def contributions(
         self, booster: lgb.Booster, matrix: np.ndarray, num_threads: int | None = None
