@@ -431,9 +431,9 @@ class LateShipmentModel(ClassifierMixin, BaseEstimator):
         column; each row sums to logit(raw P).
 
         ``method``: ``path`` (the default, the reason codes' source) credits each split on the
-        row's path with the change it made (:mod:`training.path_attribution`: a gather per row,
-        ~30x cheaper than TreeSHAP on these deep trees); ``treeshap`` gives LightGBM's exact
-        TreeSHAP values (``pred_contrib``), for analysis.
+        row's path with the change it made (:mod:`training.path_attribution`: a gather per row;
+        a 10-line order 0.36 ms against TreeSHAP's 8.6 ms on the bench champion); ``treeshap``
+        gives LightGBM's exact TreeSHAP values (``pred_contrib``), for analysis.
 
         With one booster these are its trees' values plus its linear margin's share of each
         feature (coefficient x standardised value; the intercept joins the bias). With hazards,
